@@ -1,0 +1,54 @@
+# Every target that runs code depends on the setup stamp, so any of them works first on a fresh clone.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-stamp
+TORCH_VERSION := 2.13.0
+PROTOS := $(wildcard protos/veil/v1/*.proto)
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup proto test demo run bench eval train lint k8s-validate lock clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# torch first, from the local CPU wheel: anything else would pull a multi-GB CUDA build.
+	$(PY) -m pip install --quiet --disable-pip-version-check torch==$(TORCH_VERSION)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt -e '.[cpu,dev]'
+	$(PY) -m veil.protogen
+	touch $@
+
+proto: $(STAMP)
+	$(PY) -m veil.protogen
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+demo: $(STAMP)
+	$(PY) -m veil.demo --out out
+
+run: $(STAMP)
+	$(PY) -m veil.localrun
+
+bench: $(STAMP)
+	$(PY) -m veil.bench
+
+eval: $(STAMP)
+	$(PY) -m veil.cli eval --model models/diffae-synth32 --json out/eval.json
+
+train: $(STAMP)
+	$(PY) -m veil.cli train --config models/diffae-synth32/train_config.json --run-dir runs/diffae-synth32
+
+k8s-validate: $(STAMP)
+	$(PY) -m veil.k8svalidate
+
+lock: $(STAMP)
+	head -2 requirements/constraints.txt > requirements/constraints.txt.new
+	$(PY) -m pip freeze --exclude-editable | sed '/^torch==/d' >> requirements/constraints.txt.new
+	echo 'torch==$(TORCH_VERSION)' >> requirements/constraints.txt.new
+	mv requirements/constraints.txt.new requirements/constraints.txt
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

@@ -36,10 +36,10 @@ bench: $(STAMP)
 	$(PY) -m veil.bench
 
 eval: $(STAMP)
-	$(PY) -m veil.cli eval --model models/diffae-synth32 --json out/eval.json
+	$(PY) -m veil eval --model models/diffae-synth32 --json out/eval.json
 
 train: $(STAMP)
-	$(PY) -m veil.cli train --config models/diffae-synth32/train_config.json --run-dir runs/diffae-synth32
+	$(PY) -m veil train --config models/diffae-synth32/train_config.json --run-dir runs/diffae-synth32
 
 k8s-validate: $(STAMP)
 	$(PY) -m veil.k8svalidate

@@ -22,12 +22,13 @@ _FALSE = {"0", "false", "no", "off"}
 
 
 def env_field(name: str, default: Any = dataclasses.MISSING, *, doc: str, min: float | None = None,
-              max: float | None = None, choices: tuple[str, ...] | None = None) -> Any:
-    """A dataclass field bound to the environment variable `name`."""
+              max: float | None = None, choices: tuple[str, ...] | None = None,
+              secret: bool = False) -> Any:
+    """A dataclass field bound to the environment variable `name`; `secret` keeps it out of repr."""
     meta = {"env": name, "doc": doc, "min": min, "max": max, "choices": choices}
     if isinstance(default, (list, dict, set)):
         raise TypeError("mutable defaults are not supported")
-    return dataclasses.field(default=default, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta, repr=not secret)
 
 
 def _parse(kind: Any, name: str, raw: str) -> Any:

@@ -57,9 +57,18 @@ def _parse(kind: Any, name: str, raw: str) -> Any:
     raise TypeError(f"unsupported config type {kind!r} for {name}")
 
 
-def from_env(cls: type[T], environ: Mapping[str, str] | None = None) -> T:
-    """Build `cls` (a dataclass of env_field fields) from `environ` (default os.environ)."""
+def from_env(cls: type[T], environ: Mapping[str, str] | None = None,
+             defaults: Mapping[str, Any] | None = None) -> T:
+    """Build `cls` (a dataclass of env_field fields) from `environ` (default os.environ).
+
+    `defaults` (by field name) replace the dataclass defaults, e.g. a service's own port; the
+    environment still wins.
+    """
     environ = os.environ if environ is None else environ
+    defaults = defaults or {}
+    unknown = set(defaults) - {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    if unknown:
+        raise TypeError(f"unknown config fields in defaults: {', '.join(sorted(unknown))}")
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
@@ -71,9 +80,10 @@ def from_env(cls: type[T], environ: Mapping[str, str] | None = None) -> T:
             kind, optional = args[0], True
         raw = environ.get(name)
         if raw is None or (raw == "" and optional):
-            if f.default is dataclasses.MISSING:
+            default = defaults.get(f.name, f.default)
+            if default is dataclasses.MISSING:
                 raise ConfigError(f"{name} is required: {f.metadata['doc']}")
-            values[f.name] = f.default
+            values[f.name] = default
             continue
         value = _parse(kind, name, raw)
         lo, hi, choices = f.metadata["min"], f.metadata["max"], f.metadata["choices"]

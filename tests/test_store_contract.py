@@ -71,7 +71,7 @@ def test_failing_writer_stream_leaves_nothing(store: ObjectStore) -> None:
         raise OSError("upload connection dropped")
 
     for key in ("obj", "fresh"):
-        with pytest.raises(Exception, match="upload connection dropped|cannot write"):
+        with pytest.raises(OSError, match="upload connection dropped"):  # the source's own error
             store.put(key, broken())
     assert store.get("obj") == b"old content"
     assert not store.exists("fresh")

@@ -16,6 +16,7 @@ Contract, for every backend:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import BinaryIO, Literal
 
-from veil.errors import DataLoss, InvalidArgument, NotFound
+from veil.errors import DataLoss, InvalidArgument, NotFound, ResourceExhausted, Unavailable, VeilError
 from veil.store.keys import validate_content_type, validate_key, validate_prefix, validate_sha256
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
@@ -89,11 +90,25 @@ def iter_input(data: PutData, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         raise InvalidArgument(f"put data must be bytes, a binary stream or byte chunks, got {type(data).__name__}")
 
 
+def disk_error(what: str, exc: OSError) -> VeilError:
+    """A typed error for a failed local-disk step (ResourceExhausted when the disk is full)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ResourceExhausted(f"{what}: disk full ({exc.strerror})")
+    return Unavailable(f"{what}: {exc.strerror or exc}")
+
+
 def range_end(key: str, offset: int, length: int | None, size: int) -> int:
     """End (exclusive) of the byte range [offset, offset+length) of an object of `size` bytes."""
     if offset > size:
         raise InvalidArgument(f"object {key!r}: offset {offset} is past its end ({size} bytes)")
     return size if length is None else min(size, offset + length)
+
+
+def _release(chunks: Iterator[bytes]) -> None:
+    """Close a backend's chunk generator early (its file or HTTP response)."""
+    close = getattr(chunks, "close", None)
+    if close is not None:
+        close()
 
 
 def _verified(key: str, info: ObjectInfo, chunks: Iterator[bytes], want: str | None) -> Iterator[bytes]:
@@ -103,9 +118,7 @@ def _verified(key: str, info: ObjectInfo, chunks: Iterator[bytes], want: str | N
             digest.update(chunk)
             yield chunk
     finally:
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()
+        _release(chunks)
     if digest.size != info.size:
         raise DataLoss(f"object {key!r} is truncated: read {digest.size} of {info.size} bytes")
     if want is not None and digest.hexdigest != want:
@@ -157,9 +170,7 @@ class ObjectStore(ABC):
         if offset != 0 or length is not None:
             return chunks
         if expected_sha256 is not None and info.sha256 is not None and info.sha256 != expected_sha256:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
+            _release(chunks)
             raise DataLoss(f"object {key!r} has sha256 {info.sha256}, expected {expected_sha256}")
         return _verified(key, info, chunks, expected_sha256 or info.sha256)
 

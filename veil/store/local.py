@@ -14,7 +14,6 @@ putting the second raises FailedPrecondition. S3 allows both.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import tempfile
@@ -25,8 +24,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from veil.errors import DataLoss, FailedPrecondition, NotFound, ResourceExhausted, Unavailable
-from veil.store.base import ContentDigest, ObjectInfo, ObjectStore, PutData, iter_input, range_end
+from veil.errors import DataLoss, FailedPrecondition, NotFound
+from veil.store.base import (ContentDigest, ObjectInfo, ObjectStore, PutData, disk_error, iter_input,
+                             range_end)
 from veil.store.keys import validate_bucket
 
 HEADER_SIZE = 512
@@ -44,10 +44,13 @@ def _header(size: int, sha256: str, content_type: str) -> bytes:
     return header.ljust(HEADER_SIZE, b" ")
 
 
-def _os_error(key: str, exc: OSError) -> Exception:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return ResourceExhausted(f"local object store is full writing {key!r}: {exc.strerror}")
-    return Unavailable(f"local object store cannot write {key!r}: {exc.strerror}")
+def _write(fd: int, key: str, data: bytes) -> None:
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError as exc:
+        raise disk_error(f"local object store cannot write {key!r}", exc) from None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -85,7 +88,7 @@ class LocalStore(ObjectStore):
                 if entry.stat(follow_symlinks=False).st_mtime < cutoff:
                     os.unlink(entry.path)
         except OSError as exc:
-            raise Unavailable(f"local object store at {self._root} is not usable: {exc}") from None
+            raise disk_error(f"local object store at {self._root} is not usable", exc) from None
 
     def __repr__(self) -> str:
         return f"LocalStore({str(self._root)!r}, bucket={self._bucket!r})"
@@ -101,25 +104,28 @@ class LocalStore(ObjectStore):
         try:
             fd, tmp = tempfile.mkstemp(dir=self._staging, prefix="put-")
         except OSError as exc:
-            raise _os_error(key, exc) from None
+            raise disk_error(f"local object store cannot stage {key!r}", exc) from None
+        staged = Path(tmp)
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(bytes(HEADER_SIZE))
-                for chunk in iter_input(data):
-                    digest.update(chunk)
-                    f.write(chunk)
-                digest.check_declared(key, size, sha256)
-                f.seek(0)
-                f.write(_header(digest.size, digest.hexdigest, content_type))
-                f.flush()
-                os.fsync(f.fileno())
-                mtime = os.fstat(f.fileno()).st_mtime
-            self._publish(Path(tmp), key)
-        except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
-            raise _os_error(key, exc) from None
+            _write(fd, key, bytes(HEADER_SIZE))
+            for chunk in iter_input(data):  # errors of the caller's source propagate unchanged
+                digest.update(chunk)
+                _write(fd, key, chunk)
+            digest.check_declared(key, size, sha256)
+            os.lseek(fd, 0, os.SEEK_SET)
+            _write(fd, key, _header(digest.size, digest.hexdigest, content_type))
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                raise disk_error(f"local object store cannot write {key!r}", exc) from None
+            mtime = os.fstat(fd).st_mtime
+            os.close(fd)
+            fd = -1
+            self._publish(staged, key)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            if fd >= 0:
+                os.close(fd)
+            staged.unlink(missing_ok=True)
             raise
         return ObjectInfo(key, digest.size, digest.hexdigest, content_type,
                           datetime.fromtimestamp(mtime, UTC))
@@ -136,10 +142,12 @@ class LocalStore(ObjectStore):
                     f"object key {key!r} conflicts with an existing object or prefix: the local "
                     "store cannot hold both 'a' and 'a/b'"
                 ) from None
-            except FileNotFoundError:
+            except FileNotFoundError as exc:
                 # A concurrent delete pruned the (empty) parent directory; create it again.
                 if attempt == _PUBLISH_ATTEMPTS - 1:
-                    raise
+                    raise disk_error(f"local object store cannot publish {key!r}", exc) from None
+            except OSError as exc:
+                raise disk_error(f"local object store cannot publish {key!r}", exc) from None
         _fsync_dir(path.parent)
 
     def _delete(self, key: str) -> None:
@@ -182,6 +190,8 @@ class LocalStore(ObjectStore):
             return open(self._path(key), "rb")
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise self._not_found(key) from None
+        except OSError as exc:
+            raise disk_error(f"local object store cannot read {key!r}", exc) from None
 
     def _read_header(self, f: BinaryIO, key: str) -> ObjectInfo:
         raw = f.read(HEADER_SIZE)

@@ -33,7 +33,8 @@ from minio.time import from_http_header
 
 from veil.errors import (FailedPrecondition, InvalidArgument, NotFound, PermissionDenied,
                          Unauthenticated, Unavailable, VeilError)
-from veil.store.base import ContentDigest, ObjectInfo, ObjectStore, PutData, iter_input, range_end
+from veil.store.base import (ContentDigest, ObjectInfo, ObjectStore, PutData, disk_error, iter_input,
+                             range_end)
 from veil.store.config import StoreConfig
 
 log = logging.getLogger(__name__)
@@ -157,9 +158,12 @@ class S3Store(ObjectStore):
              sha256: str | None) -> ObjectInfo:
         with tempfile.SpooledTemporaryFile(max_size=self._config.s3_spool_memory_bytes) as staged:
             digest = ContentDigest()
-            for chunk in iter_input(data):
+            for chunk in iter_input(data):  # errors of the caller's source propagate unchanged
                 digest.update(chunk)
-                staged.write(chunk)
+                try:
+                    staged.write(chunk)
+                except OSError as exc:
+                    raise disk_error(f"staging {key!r} for upload failed", exc) from None
             digest.check_declared(key, size, sha256)
 
             def upload() -> None:

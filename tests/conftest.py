@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.diffusion_fixtures"]
+pytest_plugins = ["fixtures_store", "fixtures_diffusion"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.diffusion_fixtures import tiny_config
+from fixtures_diffusion import tiny_config
 from veil.diffusion.pipeline import DiffusionAutoencoder
 from veil.diffusion.train import TrainConfig, Trainer
 from veil.errors import InvalidArgument

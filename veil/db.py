@@ -184,6 +184,15 @@ def _is_unavailable(exc: DBAPIError) -> bool:
     return type(exc.orig).__module__.startswith("psycopg")
 
 
+def insert_ignore(conn: Connection, table: sa.Table, values: dict, index_elements: list[str]) -> None:
+    """INSERT a row unless one with the same key exists (ON CONFLICT DO NOTHING; both backends)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    conn.execute(insert(table).values(**values).on_conflict_do_nothing(index_elements=index_elements))
+
+
 # --- migrations ---------------------------------------------------------------------------------
 
 def version_table(service: str) -> str:

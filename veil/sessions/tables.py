@@ -41,6 +41,8 @@ sessions = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("protect", Json, nullable=False),
     sa.Column("original", Json, nullable=False),
+    # The original's object key, for retention: an original is deleted once no session needs it.
+    sa.Column("original_key", sa.String(1024), nullable=False),
     sa.Column("settings", Json, nullable=False),
     sa.Column("candidates_per_round", sa.Integer, nullable=False),
     # uint64 seeds do not fit a signed BIGINT; kept as decimal text.
@@ -51,6 +53,7 @@ sessions = sa.Table(
     _ts("original_deleted_at", nullable=True),
     sa.Index(None, "tenant", "subject_id", "created_at"),
     sa.Index(None, "tenant", "created_at"),
+    sa.Index(None, "tenant", "original_key"),
 )
 
 rounds = sa.Table(

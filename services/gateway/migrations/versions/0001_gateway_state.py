@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("protect", Json, nullable=False),
         sa.Column("original", Json, nullable=False),
+        sa.Column("original_key", sa.String(1024), nullable=False),
         sa.Column("settings", Json, nullable=False),
         sa.Column("candidates_per_round", sa.Integer, nullable=False),
         sa.Column("seed", sa.String(20), nullable=False),
@@ -45,6 +46,7 @@ def upgrade() -> None:
     op.create_index("ix_gw_sessions_tenant_subject_id_created_at", "gw_sessions",
                     ["tenant", "subject_id", "created_at"])
     op.create_index("ix_gw_sessions_tenant_created_at", "gw_sessions", ["tenant", "created_at"])
+    op.create_index("ix_gw_sessions_tenant_original_key", "gw_sessions", ["tenant", "original_key"])
 
     op.create_table(
         "gw_rounds",

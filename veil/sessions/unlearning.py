@@ -143,20 +143,21 @@ class UnlearningQueue:
     def mark_submitted(self, batch_id: str, job_id: str) -> UnlearningBatch:
         require_id(job_id, "job id")
         return self._transition(batch_id, (UnlearningStatus.BATCHED.value,),
-                                status=UnlearningStatus.SUBMITTED.value, job_id=job_id)
+                                {"status": UnlearningStatus.SUBMITTED.value, "job_id": job_id})
 
     def mark_done(self, batch_id: str) -> UnlearningBatch:
-        return self._transition(batch_id, _ACTIVE_BATCH, status=UnlearningStatus.DONE.value,
-                                error=None)
+        return self._transition(batch_id, _ACTIVE_BATCH,
+                                {"status": UnlearningStatus.DONE.value, "error": None})
 
     def mark_failed(self, batch_id: str, error: str, *, retry: bool) -> UnlearningBatch:
         """A failed batch: back to PENDING for a later batch when `retry`, else FAILED (its
         originals are then kept until an operator intervenes)."""
         if retry:
-            return self._transition(batch_id, _ACTIVE_BATCH, status=UnlearningStatus.PENDING.value,
-                                    batch_id=None, job_id=None, error=error[:4096])
-        return self._transition(batch_id, _ACTIVE_BATCH, status=UnlearningStatus.FAILED.value,
-                                error=error[:4096])
+            return self._transition(batch_id, _ACTIVE_BATCH, {
+                "status": UnlearningStatus.PENDING.value, "batch_id": None, "job_id": None,
+                "error": error[:4096]})
+        return self._transition(batch_id, _ACTIVE_BATCH,
+                                {"status": UnlearningStatus.FAILED.value, "error": error[:4096]})
 
     def requests_for_session(self, tenant: str, session_id: str) -> list[UnlearningRequest]:
         with self._db.read() as conn:
@@ -165,7 +166,8 @@ class UnlearningQueue:
                                 .order_by(_req.c.model)).all()
         return [_request(r) for r in rows]
 
-    def _transition(self, batch_id: str, allowed: Sequence[str], **values) -> UnlearningBatch:
+    def _transition(self, batch_id: str, allowed: Sequence[str],
+                    values: dict[str, object]) -> UnlearningBatch:
         with self._db.write() as conn:
             batch = self._batch_in(conn, batch_id)
             states = {r.status.value for r in batch.requests}

@@ -5,7 +5,14 @@ import math
 import pytest
 
 from veil.errors import ConfigError, InvalidArgument
-from veil.sessions import ControllerConfig, FeedbackKind, Step, next_budget, validate_budget
+from veil.sessions import (
+    ControllerConfig,
+    FeedbackKind,
+    Step,
+    next_budget,
+    plan_next_round,
+    validate_budget,
+)
 
 MORE, LESS, SET = FeedbackKind.MORE_PRIVACY, FeedbackKind.LESS_PRIVACY, FeedbackKind.SET_EPSILON
 CONFIG = ControllerConfig(eps_min=0.05, eps_max=16.0)
@@ -99,3 +106,24 @@ def test_validate_budget_and_config():
         ControllerConfig(eps_min=2.0, eps_max=1.0)
     with pytest.raises(ConfigError):
         ControllerConfig(eps_min=0.0, eps_max=1.0)
+
+
+def test_plan_next_round_uses_the_session_history():
+    from datetime import UTC, datetime
+
+    from veil.sessions import PrivacySettings, RoundRecord
+
+    def round_(number, eps, feedback):
+        settings = PrivacySettings({"Male": eps}, eps / 2, 0.25, 3 if number == 1 else -1)
+        return RoundRecord("s", number, settings, (), feedback, None, datetime.now(UTC), None)
+
+    rounds = [round_(1, 4.0, MORE), round_(2, 2.0, None)]
+    planned = plan_next_round(rounds, LESS, CONFIG)
+    assert planned.attribute_epsilon == {"Male": pytest.approx(math.sqrt(8.0))}
+    assert planned.identity_epsilon == pytest.approx(math.sqrt(2.0))   # 2 -> 1 -> sqrt(1 * 2)
+    assert (planned.rho, planned.level) == (0.25, -1)
+    explicit = plan_next_round(rounds, SET, CONFIG, {"identity": 0.5})
+    assert (explicit.attribute_epsilon, explicit.identity_epsilon) == ({"Male": 2.0}, 0.5)
+    assert explicit.level == -1
+    with pytest.raises(InvalidArgument, match="already answered"):
+        plan_next_round(rounds[:1], MORE, CONFIG)

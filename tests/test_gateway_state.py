@@ -20,6 +20,7 @@ from veil.sessions import (
     Replay,
     SessionState,
     UnlearningStatus,
+    plan_next_round,
 )
 from veil.sessions import tables as t
 from veil.sessions.idempotency import IdempotencyConfig, IdempotencyStore
@@ -38,12 +39,20 @@ def test_session_loop_accept_publish_and_unlearning(state, tenant):
     assert session.state is SessionState.ACTIVE and session.round_count == 0
     assert [c.index for c in first.candidates] == [0, 1, 2] and first.feedback is None
 
-    state.sessions.record_feedback(tenant, session.session_id, 1, MORE, actor="owner")
-    settings = first.settings.with_budget({"Male": 1.0, "identity": 0.5})
+    settings = plan_next_round([first], MORE, state.controller)
+    assert settings.budget() == {"Male": 1.0, "identity": 0.5} and settings.level == -1
+    answered = state.sessions.record_feedback(tenant, session.session_id, 1, MORE,
+                                              next_settings=settings, actor="owner")
+    assert answered.feedback is MORE and answered.next_settings == settings
+    # After a crash here, the latest round says what to regenerate.
+    assert state.sessions.latest_round(tenant, session.session_id).next_settings == settings
+    with pytest.raises(InvalidArgument, match="settings its feedback asked for"):
+        state.sessions.add_round(tenant, session.session_id, settings=first.settings,
+                                 candidates=candidates_for(first.settings, 3, "x"), actor="gw")
     second = state.sessions.add_round(tenant, session.session_id, settings=settings,
                                       candidates=candidates_for(settings, 3, "round2"),
                                       actor="gateway")
-    assert second.number == 2 and second.settings.level == -1
+    assert second.number == 2 and second.settings == settings
     assert state.sessions.latest_round(tenant, session.session_id) == second
 
     result = state.releases.accept(tenant, session.session_id, 1, request_id="req-accept",
@@ -105,7 +114,8 @@ def test_accept_is_idempotent_per_request_id_and_refuses_other_feedback(state, t
     with pytest.raises(FailedPrecondition, match="already accepted"):
         state.releases.accept(tenant, session.session_id, 0, request_id="r2", **kwargs)
     with pytest.raises(FailedPrecondition, match="accepted"):
-        state.sessions.record_feedback(tenant, session.session_id, 1, MORE, actor="owner")
+        state.sessions.record_feedback(tenant, session.session_id, 1, MORE,
+                                       next_settings=settings_for(), actor="owner")
     with pytest.raises(FailedPrecondition, match="accepted"):
         state.sessions.close_session(tenant, session.session_id, actor="owner")
 
@@ -116,31 +126,46 @@ def test_round_rules(state, tenant):
     with pytest.raises(FailedPrecondition, match="no feedback yet"):
         state.sessions.add_round(tenant, sid, settings=first.settings,
                                  candidates=candidates_for(first.settings, 2, "x"), actor="gw")
+    nxt = first.settings.with_budget({"Male": 2.0})
     with pytest.raises(FailedPrecondition, match="not the latest"):
-        state.sessions.record_feedback(tenant, sid, 2, MORE, actor="owner")
+        state.sessions.record_feedback(tenant, sid, 2, MORE, next_settings=nxt, actor="owner")
     with pytest.raises(InvalidArgument, match="out of range"):
         state.releases.accept(tenant, sid, 2, request_id="r", release_key="k",
                               dependent_models=[], actor="owner")
     with pytest.raises(InvalidArgument, match="ReleaseStore.accept"):
-        state.sessions.record_feedback(tenant, sid, 1, FeedbackKind.ACCEPT, actor="owner")
-    state.sessions.record_feedback(tenant, sid, 1, FeedbackKind.LESS_PRIVACY, actor="owner")
+        state.sessions.record_feedback(tenant, sid, 1, FeedbackKind.ACCEPT, next_settings=nxt,
+                                       actor="owner")
+    with pytest.raises(InvalidArgument, match="protects"):
+        state.sessions.record_feedback(tenant, sid, 1, MORE, next_settings=settings_for(("Young",)),
+                                       actor="owner")
+    state.sessions.record_feedback(tenant, sid, 1, FeedbackKind.LESS_PRIVACY, next_settings=nxt,
+                                   actor="owner")
     with pytest.raises(FailedPrecondition, match="already answered"):
-        state.sessions.record_feedback(tenant, sid, 1, MORE, actor="owner")
+        state.sessions.record_feedback(tenant, sid, 1, MORE, next_settings=nxt, actor="owner")
     with pytest.raises(FailedPrecondition, match="already answered"):
         state.releases.accept(tenant, sid, 0, request_id="r", release_key="k",
                               dependent_models=[], actor="owner")
     with pytest.raises(InvalidArgument, match="3 candidates"):
-        state.sessions.add_round(tenant, sid, settings=first.settings,
-                                 candidates=candidates_for(first.settings, 3, "x"), actor="gw")
+        state.sessions.add_round(tenant, sid, settings=nxt,
+                                 candidates=candidates_for(nxt, 3, "x"), actor="gw")
     other = settings_for(("Young",))
     with pytest.raises(InvalidArgument, match="protects"):
         state.sessions.add_round(tenant, sid, settings=other,
                                  candidates=candidates_for(other, 1, "x"), actor="gw")
+    with pytest.raises(InvalidArgument, match="receipt spends"):
+        state.sessions.add_round(tenant, sid, settings=nxt,
+                                 candidates=candidates_for(other, 1, "x"), actor="gw")
+    with_identity = settings_for(identity=1.0)
+    with pytest.raises(InvalidArgument, match="disagree on whether identity"):
+        state.sessions.add_round(tenant, sid, settings=nxt,
+                                 candidates=candidates_for(with_identity, 1, "x"), actor="gw")
+    assert state.sessions.add_round(tenant, sid, settings=nxt, candidates=candidates_for(nxt, 2, "y"),
+                                    actor="gw").number == 2
     closed = state.sessions.close_session(tenant, sid, actor="owner")
     assert closed.state is SessionState.CLOSED
     with pytest.raises(FailedPrecondition, match="closed"):
-        state.sessions.add_round(tenant, sid, settings=first.settings,
-                                 candidates=candidates_for(first.settings, 1, "x"), actor="gw")
+        state.sessions.add_round(tenant, sid, settings=nxt, candidates=candidates_for(nxt, 1, "x"),
+                                 actor="gw")
 
 
 def test_create_session_validation(state, tenant):
@@ -210,7 +235,8 @@ def test_tenant_isolation(state, tenant):
         lambda: state.sessions.get_session(intruder, sid),
         lambda: state.sessions.rounds(intruder, sid),
         lambda: state.sessions.latest_round(intruder, sid),
-        lambda: state.sessions.record_feedback(intruder, sid, 1, MORE, actor="x"),
+        lambda: state.sessions.record_feedback(intruder, sid, 1, MORE,
+                                               next_settings=settings_for(), actor="x"),
         lambda: state.sessions.close_session(intruder, sid, actor="x"),
         lambda: state.releases.accept(intruder, sid, 0, request_id="r", release_key="k",
                                       dependent_models=[], actor="x"),

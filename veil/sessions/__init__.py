@@ -4,7 +4,13 @@ feedback controller. Plain Python: the gateway servicer is a thin layer on `Gate
 """
 
 from veil.sessions.audit import AuditLog, AuditRecord
-from veil.sessions.controller import ControllerConfig, Step, next_budget, validate_budget
+from veil.sessions.controller import (
+    ControllerConfig,
+    Step,
+    next_budget,
+    plan_next_round,
+    validate_budget,
+)
 from veil.sessions.idempotency import Claim, IdempotencyConfig, IdempotencyStore, Replay
 from veil.sessions.ledger_store import LedgerStore
 from veil.sessions.models import (
@@ -43,5 +49,5 @@ __all__ = [
     "ReleaseRecord", "ReleaseState", "ReleaseStore", "Replay", "Retention", "RetentionConfig",
     "RetentionPolicy", "RoundRecord", "SessionRecord", "SessionState", "SessionStore", "Step",
     "StoredObject", "UnlearningBatch", "UnlearningQueue", "UnlearningRequest", "UnlearningStatus",
-    "next_budget", "validate_budget",
+    "next_budget", "plan_next_round", "validate_budget",
 ]

@@ -19,6 +19,11 @@ own by the same rule, a bracketing search on a log scale:
 
 The bounds come from the rounds since the last SET_EPSILON, so the controller is a function of
 the session's history and nothing is stored besides the rounds themselves.
+
+The servicer's order for MORE / LESS / SET_EPSILON: `plan_next_round` (bad input fails here,
+before anything is stored), `SessionStore.record_feedback(..., next_settings=...)`, generate
+the candidates, `SessionStore.add_round`. After a crash between the last two, the latest round's
+`next_settings` says what to regenerate.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from veil.config import env_field
 from veil.errors import ConfigError, InvalidArgument
 from veil.ledger import require_epsilon
-from veil.sessions.models import FeedbackKind
+from veil.sessions.models import FeedbackKind, PrivacySettings, RoundRecord
 
 Budget = Mapping[str, float]
 # A bracket [lo, hi] with hi / lo at or below this has converged (about 1/7 of a halving step).
@@ -130,3 +135,17 @@ def next_budget(history: Sequence[Step], config: ControllerConfig,
         lo, hi = bracket(history, key)
         budget[key] = propose(eps, lo, hi, current.feedback, config)
     return budget
+
+
+def plan_next_round(rounds: Sequence[RoundRecord], feedback: FeedbackKind,
+                    config: ControllerConfig, requested: Budget | None = None) -> PrivacySettings:
+    """The settings of the round after `feedback` on the latest of `rounds` (all rounds of the
+    session in order; every one but the latest already answered)."""
+    if not rounds:
+        raise InvalidArgument("no round to give feedback on")
+    if rounds[-1].feedback is not None:
+        raise InvalidArgument(f"round {rounds[-1].number} was already answered")
+    history = [Step(r.settings.budget(), r.feedback) for r in rounds[:-1]]
+    history.append(Step(rounds[-1].settings.budget(), FeedbackKind(feedback)))
+    return rounds[-1].settings.with_budget(next_budget(history, config, requested))
+

@@ -158,6 +158,7 @@ class RoundRecord:
     settings: PrivacySettings
     candidates: tuple[Candidate, ...]
     feedback: FeedbackKind | None
+    next_settings: PrivacySettings | None   # what the feedback asked the next round to use
     created_at: datetime
     feedback_at: datetime | None
 

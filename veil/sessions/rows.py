@@ -64,6 +64,8 @@ def round_record(row: Row) -> RoundRecord:
         settings=_decode(what, lambda: PrivacySettings.from_json(row.settings)),
         candidates=_decode(what, lambda: tuple(Candidate.from_json(c) for c in row.candidates)),
         feedback=None if row.feedback is None else FeedbackKind(row.feedback),
+        next_settings=None if row.next_settings is None else _decode(
+            what, lambda: PrivacySettings.from_json(row.next_settings)),
         created_at=as_utc(row.created_at), feedback_at=as_utc(row.feedback_at))
 
 

@@ -130,8 +130,10 @@ class SessionStore:
 
     def add_round(self, tenant: str, session_id: str, *, settings: PrivacySettings,
                   candidates: Sequence[Candidate], actor: str) -> RoundRecord:
-        """Append the next round. The previous round must have received MORE, LESS or
-        SET_EPSILON feedback; candidates are indexed 0..n-1 with n <= candidates_per_round."""
+        """Append the next round. Round 1 uses any settings budgeting the protected attributes;
+        later rounds exactly the `next_settings` their predecessor's feedback recorded.
+        Candidates are indexed 0..n-1 with n <= candidates_per_round, and each one's receipt
+        must spend every protected attribute (and identity when it is protected)."""
         candidates = tuple(candidates)
         if [c.index for c in candidates] != list(range(len(candidates))) or not candidates:
             raise InvalidArgument("round candidates must be indexed 0..n-1 in order, n >= 1")
@@ -144,11 +146,16 @@ class SessionStore:
             if set(settings.attribute_epsilon) != set(row.protect):
                 raise InvalidArgument(f"round settings budget {sorted(settings.attribute_epsilon)}"
                                       f" but the session protects {sorted(row.protect)}")
+            for candidate in candidates:
+                _require_spends_everything(candidate, row.protect, settings)
             if row.round_count:
-                latest = load_round(conn, session_id, row.round_count)
+                latest = round_record(load_round(conn, session_id, row.round_count))
                 if latest.feedback is None:
                     raise FailedPrecondition(f"round {row.round_count} of session {session_id} "
                                              f"has no feedback yet")
+                if settings != latest.next_settings:
+                    raise InvalidArgument(f"round {row.round_count + 1} must use the settings its "
+                                          f"feedback asked for: {latest.next_settings}")
             number = row.round_count + 1
             now = self._clock()
             conn.execute(sa.insert(t.rounds).values(
@@ -178,9 +185,11 @@ class SessionStore:
         return None if latest is None else round_record(latest)
 
     def record_feedback(self, tenant: str, session_id: str, round_number: int,
-                        kind: FeedbackKind, *, actor: str) -> RoundRecord:
-        """Record MORE_PRIVACY, LESS_PRIVACY or SET_EPSILON on the latest round (once).
-        ACCEPT goes through `ReleaseStore.accept`, which charges the ledger."""
+                        kind: FeedbackKind, *, next_settings: PrivacySettings,
+                        actor: str) -> RoundRecord:
+        """Record MORE_PRIVACY, LESS_PRIVACY or SET_EPSILON on the latest round (once), with the
+        settings the next round will use (see controller.plan_next_round). ACCEPT goes through
+        `ReleaseStore.accept`, which charges the ledger."""
         kind = FeedbackKind(kind)
         if kind is FeedbackKind.ACCEPT:
             raise InvalidArgument("accept through ReleaseStore.accept, which charges the ledger")
@@ -188,20 +197,38 @@ class SessionStore:
             row = load_session(conn, tenant, session_id, lock=True)
             require_active(row)
             require_latest_unanswered(conn, row, round_number)
-            self.mark_feedback(conn, session_id, round_number, kind)
+            if set(next_settings.attribute_epsilon) != set(row.protect):
+                raise InvalidArgument(f"next settings budget {sorted(next_settings.attribute_epsilon)}"
+                                      f" but the session protects {sorted(row.protect)}")
+            self.mark_feedback(conn, session_id, round_number, kind, next_settings)
             self._audit.append(AuditRecord(
                 tenant=tenant, actor=actor, action="round.feedback", target=session_id,
                 outcome="ok", detail={"round": round_number, "feedback": kind.value}), conn)
             return round_record(load_round(conn, session_id, round_number))
 
-    def mark_feedback(self, conn: Connection, session_id: str, number: int,
-                      kind: FeedbackKind) -> None:
+    def mark_feedback(self, conn: Connection, session_id: str, number: int, kind: FeedbackKind,
+                      next_settings: PrivacySettings | None = None) -> None:
         now = self._clock()
         conn.execute(sa.update(t.rounds).where(t.rounds.c.session_id == session_id,
                                                t.rounds.c.number == number)
-                     .values(feedback=kind.value, feedback_at=now))
+                     .values(feedback=kind.value, feedback_at=now,
+                             next_settings=None if next_settings is None
+                             else next_settings.to_json()))
         conn.execute(sa.update(t.sessions).where(t.sessions.c.session_id == session_id)
                      .values(updated_at=now))
+
+
+def _require_spends_everything(candidate: Candidate, protect: Sequence[str],
+                               settings: PrivacySettings) -> None:
+    """A receipt that leaves a protected attribute (or a protected identity) out would release
+    it without a charge."""
+    spent = {a.attribute for a in candidate.spend.attributes}
+    if spent != set(protect):
+        raise InvalidArgument(f"candidate {candidate.index}: receipt spends {sorted(spent)} but the "
+                              f"session protects {sorted(protect)}")
+    if (settings.identity_epsilon > 0) != (candidate.spend.identity is not None):
+        raise InvalidArgument(f"candidate {candidate.index}: receipt and settings disagree on "
+                              f"whether identity is protected")
 
 
 def require_latest_unanswered(conn: Connection, session: Row, round_number: int) -> Row:

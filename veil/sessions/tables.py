@@ -64,6 +64,8 @@ rounds = sa.Table(
     sa.Column("settings", Json, nullable=False),
     sa.Column("candidates", Json, nullable=False),
     sa.Column("feedback", sa.String(16), nullable=True),
+    # The settings the feedback asked for: the next round's, so a restart can regenerate it.
+    sa.Column("next_settings", Json, nullable=True),
     _ts("created_at"),
     _ts("feedback_at", nullable=True),
 )

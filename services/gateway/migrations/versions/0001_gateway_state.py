@@ -55,6 +55,7 @@ def upgrade() -> None:
         sa.Column("settings", Json, nullable=False),
         sa.Column("candidates", Json, nullable=False),
         sa.Column("feedback", sa.String(16), nullable=True),
+        sa.Column("next_settings", Json, nullable=True),
         _ts("created_at"), _ts("feedback_at", nullable=True),
         sa.PrimaryKeyConstraint("session_id", "number", name="pk_gw_rounds"),
         sa.ForeignKeyConstraint(["session_id"], ["gw_sessions.session_id"], ondelete="CASCADE",

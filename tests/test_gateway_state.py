@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from fixtures_db import candidates_for, open_session, settings_for, sha256_of, stored
 
 from veil.db import Database, DatabaseConfig
-from veil.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
+from veil.errors import Aborted, ConfigError, FailedPrecondition, InvalidArgument, NotFound
 from veil.ledger import AttributeSpend, LedgerConfig, ReleaseSpend, compose
 from veil.sessions import (
     AuditRecord,
@@ -363,3 +363,22 @@ def test_retention_deletes_an_original_once_every_model_is_updated(state, tenant
     assert state.retention.mark_original_deleted(tenant, original, actor="retention") == 2
     assert (tenant, original) not in due_keys()
     assert state.sessions.get_session(tenant, first.session_id).original_deleted_at is not None
+
+
+def test_gateway_state_from_env_migrates_the_embedded_database(tmp_path):
+    environ = {"VEIL_DATABASE_URL": f"sqlite:///{tmp_path}/embedded/veil.db",
+               "VEIL_LEDGER_CAP": "4.5", "VEIL_LEDGER_DELTA": "1e-7", "VEIL_EPS_MAX": "8",
+               "VEIL_RETENTION_POLICY": "keep"}
+    state = GatewayState.from_env(environ, migrate_schema=True)
+    try:
+        assert (state.ledger.config.cap, state.ledger.config.delta) == (4.5, 1e-7)
+        assert state.controller.eps_max == 8.0
+        session, _ = open_session(state, "tenant", "subject")
+        assert state.sessions.get_session("tenant", session.session_id).round_count == 1
+        assert state.retention.originals_due() == []
+    finally:
+        state.close()
+    with pytest.raises(ConfigError, match="VEIL_LEDGER_CAP"):
+        GatewayState.from_env({**environ, "VEIL_LEDGER_CAP": "0"})
+    with pytest.raises(ConfigError, match="VEIL_RETENTION_POLICY"):
+        GatewayState.from_env({**environ, "VEIL_RETENTION_POLICY": "sometimes"})

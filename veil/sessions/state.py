@@ -40,13 +40,14 @@ class GatewayState:
         """Read every VEIL_* setting (ConfigError on a bad one) and open the database; with
         `migrate_schema` also bring the gateway's tables up to date (the embedded mode; in a
         cluster a migration Job does that before the replicas start)."""
+        configs = dict(ledger=from_env(LedgerConfig, environ),
+                       controller=from_env(ControllerConfig, environ),
+                       idempotency=from_env(IdempotencyConfig, environ),
+                       retention=from_env(RetentionConfig, environ))
         db = Database.from_config(from_env(DatabaseConfig, environ))
         if migrate_schema:
             migrate(SERVICE, db.engine)
-        return cls(db, ledger=from_env(LedgerConfig, environ),
-                   controller=from_env(ControllerConfig, environ),
-                   idempotency=from_env(IdempotencyConfig, environ),
-                   retention=from_env(RetentionConfig, environ))
+        return cls(db, **configs)
 
     def close(self) -> None:
         self.db.dispose()

@@ -145,7 +145,8 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A read-only transaction (a consistent snapshot on both backends)."""
+        """A transaction for reads: no write lock on SQLite, no row locks on PostgreSQL (where
+        each statement sees the latest committed data, READ COMMITTED)."""
         with translate_errors(), self.engine.begin() as conn:
             yield conn
 

@@ -170,6 +170,12 @@ class DiffusionAutoencoder:
         scheduler = DDIMScheduler.from_pretrained(path / "scheduler")
         return cls(scheduler=scheduler, card=card, **nets).to(device)  # type: ignore[arg-type]
 
+    def use_onnxruntime(self, cache_dir: str | Path) -> None:
+        """Run the denoiser through ONNX Runtime (exported once per weights into `cache_dir`)."""
+        from veil.diffusion.onnx import OnnxDenoiser
+
+        self.denoiser = OnnxDenoiser.for_unet(self.unet, cache_dir, self.conditioner.config.embed_dim, str(self.device))
+
     # -- the model's parts -----------------------------------------------------------------
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:

@@ -443,3 +443,13 @@ def test_every_variable_of_the_code_and_the_manifests_is_in_the_readme(rendered)
 
 def test_load_manifests_skips_empty_documents():
     assert load_manifests("---\n# only a comment\n---\nkind: A\n---\n") == [{"kind": "A"}]
+
+
+def test_make_k8s_validate_entry_point_reports_each_root(capsys):
+    from veil.k8svalidate import main
+
+    assert main([]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 4
+    assert all(re.fullmatch(r"deploy/k8s/\S+: [1-9][0-9]* objects, 0 problems \(Kubernetes 1.33, strict\)", line)
+               for line in out), out

@@ -41,11 +41,11 @@ Manifest = dict[str, Any]
 @dataclass(frozen=True)
 class Problem:
     source: str
-    object: str
+    resource: str
     message: str
 
     def __str__(self) -> str:
-        return f"{self.source}: {self.object}: {self.message}"
+        return f"{self.source}: {self.resource}: {self.message}"
 
 
 def kustomization_roots() -> list[Path]:
@@ -84,6 +84,10 @@ def _custom_validator(path: Path) -> jsonschema.protocols.Validator:
     return validator_class(schema)
 
 
+def _at(path) -> str:
+    return ".".join(map(str, path)) or "(root)"
+
+
 def validate_object(obj: Manifest) -> list[str]:
     """Messages for everything wrong with one object (empty when it is valid)."""
     if not isinstance(obj.get("apiVersion"), str) or not isinstance(obj.get("kind"), str):
@@ -91,12 +95,12 @@ def validate_object(obj: Manifest) -> list[str]:
     schema_path = _custom_schema_path(obj)
     if schema_path.is_file():
         validator = _custom_validator(schema_path)
-        return [f"{'.'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
-                for e in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.path)))]
+        errors = sorted(validator.iter_errors(obj), key=lambda e: _at(e.absolute_path))
+        return [f"{_at(e.absolute_path)}: {e.message}" for e in errors]
     try:
         kv.validate(obj, KUBERNETES_VERSION, strict=True)
     except kv.ValidationError as exc:
-        return [f"{'.'.join(map(str, exc.path)) or '(root)'}: {exc.message}"]
+        return [f"{_at(exc.path)}: {exc.message}"]
     except kv.SchemaNotFoundError:
         return [f"no schema for {obj['apiVersion']} {obj['kind']} in Kubernetes {KUBERNETES_VERSION} "
                 f"or in {SCHEMA_DIR.relative_to(ROOT)}"]

@@ -16,7 +16,9 @@ for bucket in veil veil-models; do
 done
 mc admin policy create veil veil-services /scripts/services-policy.json
 mc admin user add veil "$SERVICE_ACCESS_KEY" "$SERVICE_SECRET_KEY"
-if ! mc admin user info veil "$SERVICE_ACCESS_KEY" | grep -q 'veil-services'; then
-    mc admin policy attach veil veil-services --user "$SERVICE_ACCESS_KEY"
-fi
+# Attaching a policy twice is an error; the mc image has no grep.
+case "$(mc admin user info veil "$SERVICE_ACCESS_KEY")" in
+    *veil-services*) ;;
+    *) mc admin policy attach veil veil-services --user "$SERVICE_ACCESS_KEY" ;;
+esac
 echo "buckets and user ready"

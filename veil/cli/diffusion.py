@@ -45,6 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--probes", type=int, default=300, help="held-out probes, one per identity (gallery size)")
     ev.add_argument("--json", type=Path, default=None, help="also write the table as JSON here")
     ev.add_argument("--write-card", action="store_true", help="store the result under `metrics` in the model card")
+    ev.add_argument("--cache", type=Path, default=Path("out/eval-cache"),
+                    help="where trained evaluators are kept between runs (they depend on the data only)")
     ev.set_defaults(func=_eval)
 
 
@@ -159,7 +161,8 @@ def _eval(args: argparse.Namespace) -> int:
     else:
         data_root = args.data
     data = load_celeba(data_root, size=model.image_size)
-    report = evaluate(anonymizer, data, EvalConfig(probes=args.probes), log=lambda m: print(m, file=sys.stderr))
+    report = evaluate(anonymizer, data, EvalConfig(probes=args.probes), log=lambda m: print(m, file=sys.stderr),
+                      cache_dir=args.cache)
     print(report.table())
     if args.json:
         write_bytes_atomically(args.json, report.to_json().encode() + b"\n")

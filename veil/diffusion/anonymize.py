@@ -16,7 +16,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -138,6 +138,30 @@ class Prepared:
     def __len__(self) -> int:
         return self.z.shape[0]
 
+    def select(self, start: int, stop: int) -> Prepared:
+        """The images start..stop-1 (a request's share of a micro-batch)."""
+        return Prepared(self.z[start:stop], self.logits[start:stop], self.predicted[start:stop],
+                        self.x_start[start:stop], self.hashes[start:stop])
+
+
+@dataclass(frozen=True)
+class ReleasePlan:
+    """The mechanisms' output for K candidates of each image of one request, ready to decode."""
+
+    budget: Budget
+    candidates: int
+    seed: int
+    hashes: list[str]
+    released: torch.Tensor  # (N*K, A) attributes fed to the decoder
+    source: torch.Tensor  # (N*K, A) the predicted attributes (the guidance base)
+    z: torch.Tensor  # (N*K, d) released latents
+    x_start: torch.Tensor  # (N*K, 3, H, W)
+    calibration: GaussianCalibration | None
+    implied: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return self.released.shape[0]
+
 
 @dataclass(frozen=True)
 class AnonymizedImage:
@@ -212,6 +236,15 @@ class Anonymizer:
     def release(self, prepared: Prepared, budget: Budget, candidates: int = 1, seed: int | None = None,
                 progress: ProgressFn | None = None) -> list[list[AnonymizedImage]]:
         """K candidates for each prepared image under `budget`."""
+        plan = self.plan(prepared, budget, candidates, seed)
+        return self.receipts(plan, self.decode([plan], progress)[0])
+
+    @torch.no_grad()
+    def plan(self, prepared: Prepared, budget: Budget, candidates: int = 1, seed: int | None = None) -> ReleasePlan:
+        """Run the mechanisms: the released attributes, latents and start points of every candidate.
+
+        Plans of different requests (different budgets) can be decoded together in one batch.
+        """
         if isinstance(candidates, bool) or not isinstance(candidates, int) or not 1 <= candidates <= MAX_CANDIDATES:
             raise InvalidArgument(f"candidates must be an integer in 1..{MAX_CANDIDATES}, got {candidates!r}")
         _check_attributes(budget.protect, self.model.attribute_names)
@@ -219,25 +252,7 @@ class Anonymizer:
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
             raise InvalidArgument(f"seed must be an integer in 0..2^63-1, got {seed!r}")
         gen = torch.Generator().manual_seed(seed)
-        released, z_rows, x_rows, calibration, implied = self._mechanisms(prepared, budget, candidates, gen)
-        model, k = self.model, candidates
-        rows = torch.arange(len(prepared), device=model.device).repeat_interleave(k)
-        outputs: list[torch.Tensor] = []
-        for s in range(0, rows.shape[0], self.max_batch):
-            sl = slice(s, s + self.max_batch)
-            cond = model.condition(z_rows[sl], released[sl])
-            if self.sampling.guidance_base == "source":
-                base = model.condition(z_rows[sl], prepared.predicted[rows[sl]])
-            else:
-                base = model.condition(z_rows[sl], released[sl], null=True)
-            outputs.append(model.decode(x_rows[sl], cond, base, self.sampling, progress))
-            if progress:
-                progress("image_done", min(s + self.max_batch, rows.shape[0]) // k, len(prepared))
-        pixels = to_uint8(torch.cat(outputs))
-        return self._receipts(pixels, released, budget, k, seed, calibration, implied, prepared.hashes)
-
-    def _mechanisms(self, prepared: Prepared, budget: Budget, k: int, gen: torch.Generator):
-        model, names = self.model, self.model.attribute_names
+        model, names, k = self.model, self.model.attribute_names, candidates
         device = model.device
         rows = torch.arange(len(prepared), device=device).repeat_interleave(k)
         released = prepared.predicted[rows].clone()
@@ -264,28 +279,53 @@ class Anonymizer:
             calibration = calibrate_identity(budget.identity_epsilon, IDENTITY_DELTA, model.encoder.radius)
             z_rows = gaussian_identity_release(z_rows, calibration, model.encoder.radius, gen)
         x_rows = resample_start(x_rows, budget.rho, gen)
-        return released, z_rows, x_rows, calibration, tuple(implied)
+        return ReleasePlan(budget, k, seed, prepared.hashes, released, prepared.predicted[rows], z_rows, x_rows,
+                           calibration, tuple(implied))
 
-    def _receipts(self, pixels: list[np.ndarray], released: torch.Tensor, budget: Budget, k: int, seed: int,
-                  calibration: GaussianCalibration | None, implied: tuple[str, ...],
-                  hashes: list[str]) -> list[list[AnonymizedImage]]:
-        names = self.model.attribute_names
+    @torch.no_grad()
+    def decode(self, plans: Sequence[ReleasePlan], progress: ProgressFn | None = None) -> list[list[np.ndarray]]:
+        """Decode the rows of several plans in shared batches; pixels per plan, in row order."""
+        model = self.model
+        released = torch.cat([p.released for p in plans])
+        source = torch.cat([p.source for p in plans])
+        z_rows = torch.cat([p.z for p in plans])
+        x_rows = torch.cat([p.x_start for p in plans])
+        outputs: list[torch.Tensor] = []
+        for s in range(0, released.shape[0], self.max_batch):
+            sl = slice(s, s + self.max_batch)
+            cond = model.condition(z_rows[sl], released[sl])
+            if self.sampling.guidance_base == "source":
+                base = model.condition(z_rows[sl], source[sl])
+            else:
+                base = model.condition(z_rows[sl], released[sl], null=True)
+            outputs.append(model.decode(x_rows[sl], cond, base, self.sampling, progress))
+        pixels = to_uint8(torch.cat(outputs))
+        out: list[list[np.ndarray]] = []
+        start = 0
+        for plan in plans:
+            out.append(pixels[start:start + len(plan)])
+            start += len(plan)
+        return out
+
+    def receipts(self, plan: ReleasePlan, pixels: Sequence[np.ndarray]) -> list[list[AnonymizedImage]]:
+        """Pair a plan's decoded pixels with their receipts: [image][candidate]."""
+        names, budget, cal = self.model.attribute_names, plan.budget, plan.calibration
         shared = dict(
-            resampled=implied,
+            resampled=plan.implied,
             identity_epsilon=budget.identity_epsilon,
-            identity_delta=IDENTITY_DELTA if calibration else None,
-            identity_sigma=calibration.sigma if calibration else None,
-            identity_noise_multiplier=calibration.noise_multiplier if calibration else None,
-            rho=budget.rho, level=budget.level, seed=seed, model_version=self.model_version,
+            identity_delta=IDENTITY_DELTA if cal else None,
+            identity_sigma=cal.sigma if cal else None,
+            identity_noise_multiplier=cal.noise_multiplier if cal else None,
+            rho=budget.rho, level=budget.level, seed=plan.seed, model_version=self.model_version,
         )
         results: list[list[AnonymizedImage]] = []
-        for i, digest in enumerate(hashes):
+        for i, digest in enumerate(plan.hashes):
             row: list[AnonymizedImage] = []
-            for c in range(k):
-                r = i * k + c
+            for c in range(plan.candidates):
+                r = i * plan.candidates + c
                 attrs = tuple(
                     AttributeRelease(a, budget.mechanism.value, budget.attribute_epsilon[a],
-                                     float(released[r, names.index(a)]))
+                                     float(plan.released[r, names.index(a)]))
                     for a in budget.protect if a in budget.attribute_epsilon
                 )
                 receipt = Receipt(receipt_id=uuid.uuid4().hex, attributes=attrs, candidate=c,
@@ -293,9 +333,3 @@ class Anonymizer:
                 row.append(AnonymizedImage(pixels[r], receipt))
             results.append(row)
         return results
-
-
-def with_sampling(anonymizer: Anonymizer, **changes: Any) -> Anonymizer:
-    """A sibling anonymizer with other sampling settings (evaluation sweeps)."""
-    sampling = replace(anonymizer.sampling, **changes)
-    return Anonymizer(anonymizer.model, sampling, anonymizer.max_batch)

@@ -13,14 +13,17 @@ inversion (prepared once), so the rows differ only by the mechanism.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
@@ -57,8 +60,7 @@ class EvalNet(nn.Module):
         layers: list[nn.Module] = []
         cin, size = 3, image_size
         for cout in (32, 64, 128):
-            layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(),
-                       nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2)]
+            layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2)]
             cin, size = cout, size // 2
         self.trunk = nn.Sequential(*layers, nn.Flatten())
         self.embed = nn.Linear(cin * size * size, embed_dim)
@@ -217,7 +219,43 @@ def _released(anonymizer: Anonymizer, prepared: Any, budget: Budget, seed: int) 
     return np.stack([row[0].image for row in anonymizer.release(prepared, budget, 1, seed)])
 
 
-def evaluate(anonymizer: Anonymizer, data: CelebA, cfg: EvalConfig, log: Any = print) -> EvalReport:
+EVALUATOR_VERSION = "evalnet-1"
+
+
+def _evaluators(train: CelebA, cfg: EvalConfig, fingerprint: str, cache_dir: Path | None,
+                log: Any) -> tuple[EvalNet, EvalNet]:
+    """The two evaluators, trained on the clean training split, or read back from `cache_dir`.
+
+    They depend only on the data and the evaluator settings, never on the model under test, so
+    evaluating several models (or sampling settings) on one data set trains them once.
+    """
+    key = hashlib.sha256(json.dumps([EVALUATOR_VERSION, fingerprint, cfg.seed, cfg.evaluator_epochs,
+                                     cfg.identity_epochs, cfg.batch_size]).encode()).hexdigest()[:16]
+    path = None if cache_dir is None else Path(cache_dir) / f"evaluators-{key}.safetensors"
+    classes = len(np.unique(train.identities))
+    attacker = EvalNet(len(train.attribute_names), image_size=train.images.shape[1])
+    embedder = EvalNet(classes, image_size=train.images.shape[1])
+    if path is not None and path.is_file():
+        tensors = load_file(str(path))
+        attacker.load_state_dict({k[9:]: v for k, v in tensors.items() if k.startswith("attacker.")})
+        embedder.load_state_dict({k[9:]: v for k, v in tensors.items() if k.startswith("embedder.")})
+        log(f"evaluators read from {path}")
+        return attacker.eval(), embedder.eval()
+    log(f"training evaluators on {len(train)} clean images")
+    attacker = train_attribute_classifier(train, cfg.evaluator_epochs, cfg.batch_size, cfg.seed)
+    embedder, _ = train_identity_embedder(train, cfg.identity_epochs, cfg.batch_size, cfg.seed)
+    if path is not None:
+        tensors = {f"attacker.{k}": v for k, v in attacker.state_dict().items()}
+        tensors.update({f"embedder.{k}": v for k, v in embedder.state_dict().items()})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+        tmp.replace(path)
+    return attacker, embedder
+
+
+def evaluate(anonymizer: Anonymizer, data: CelebA, cfg: EvalConfig, log: Any = print,
+             cache_dir: Path | None = None) -> EvalReport:
     """Run every measurement on `data` (a CelebA-format set with train and test splits)."""
     started = time.monotonic()
     model = anonymizer.model
@@ -230,9 +268,7 @@ def evaluate(anonymizer: Anonymizer, data: CelebA, cfg: EvalConfig, log: Any = p
     report.details.update(probes=len(probes), gallery_identities=len(probes), sampling=asdict(anonymizer.sampling),
                           eval_config=asdict(cfg), data_fingerprint=data.fingerprint())
 
-    log(f"training evaluators on {len(train)} clean images")
-    attacker = train_attribute_classifier(train, cfg.evaluator_epochs, cfg.batch_size, cfg.seed)
-    embedder, _ = train_identity_embedder(train, cfg.identity_epochs, cfg.batch_size, cfg.seed)
+    attacker, embedder = _evaluators(train, cfg, data.fingerprint(), cache_dir, log)
     gallery = Gallery(embedder, train, np.unique(probes.identities))
     orig_acc = attribute_accuracy(attacker, probes.images, probes.attributes)
     orig_reid = gallery.reid_rate(probes.images, probes.identities)

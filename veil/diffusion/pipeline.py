@@ -59,7 +59,7 @@ class TorchDenoiser:
 class SamplingConfig:
     """How images are inverted and decoded; stored in the model card, overridable per call."""
 
-    steps: int = 40
+    steps: int = 20
     guidance: float = 3.0
     guidance_base: str = "source"  # "source" or "null"
     invert_fraction: float = 1.0  # 1.0: full DDIM inversion to x_T (edits need it)

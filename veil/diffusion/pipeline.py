@@ -16,8 +16,6 @@ sampling defaults, training config, data version and measured metrics.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +26,7 @@ from diffusers import DDIMInverseScheduler, DDIMScheduler, UNet2DModel
 
 from veil.diffusion.models import AttributeClassifier, Conditioner, SemanticEncoder
 from veil.errors import InvalidArgument, NotFound
+from veil.files import atomic_directory
 
 CARD_FILE = "model_card.json"
 COMPONENTS = {
@@ -139,10 +138,7 @@ class DiffusionAutoencoder:
 
     def save_pretrained(self, path: str | Path, half: bool = True) -> None:
         """Write the model folder atomically (a temporary sibling renamed into place)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_directory(path) as tmp:
             for name, net in self.networks().items():
                 state_dtype = next(net.parameters()).dtype
                 if half:
@@ -153,12 +149,6 @@ class DiffusionAutoencoder:
                     net.to(state_dtype)
             self.scheduler.save_pretrained(tmp / "scheduler")
             (tmp / CARD_FILE).write_text(json.dumps(self.card.to_dict(), indent=2, sort_keys=True) + "\n")
-            if path.exists():
-                shutil.rmtree(path)
-            tmp.rename(path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> DiffusionAutoencoder:

@@ -384,7 +384,9 @@ def test_bad_inputs_get_their_codes_and_the_service_keeps_serving(local, faces: 
             uploads = [
                 (parts, Code.DATA_LOSS, "declared " + "1" * 64),
                 (short, Code.INVALID_ARGUMENT, "declared size is"),
-                (list(chunked_upload(upload_request, [(faces[0], "text/plain")])), Code.INVALID_ARGUMENT, "content type"),
+                # refused at the header, while the client still sends chunks
+                (list(chunked_upload(upload_request, [(faces[0], "text/plain")], chunk=16)), Code.INVALID_ARGUMENT,
+                 "content type 'text/plain' is not supported"),
                 ([anonymizer_pb2.AnonymizeUploadRequest(chunk=common_pb2.Chunk(data=b"x"))], Code.INVALID_ARGUMENT, "must be `request`"),
                 ([anonymizer_pb2.AnonymizeUploadRequest(request=upload_request),
                   anonymizer_pb2.AnonymizeUploadRequest(chunk=common_pb2.Chunk(data=b"x"))], Code.INVALID_ARGUMENT, "before any UploadHeader"),
@@ -394,9 +396,12 @@ def test_bad_inputs_get_their_codes_and_the_service_keeps_serving(local, faces: 
                   anonymizer_pb2.AnonymizeUploadRequest(chunk=common_pb2.Chunk(data=bytes(100 << 10)))],
                  Code.RESOURCE_EXHAUSTED, ""),
             ]
+            many_chunks = list(chunked_upload(upload_request, [(faces[0], "image/png")], chunk=16))
+            uploads.append((many_chunks, Code.UNAUTHENTICATED, "missing x-veil-tenant metadata"))
             for parts, code, message in uploads:
+                metadata = () if code == Code.UNAUTHENTICATED else META
                 with pytest.raises(grpc.aio.AioRpcError) as err:
-                    async for _ in service.stub.AnonymizeUpload(iter(parts), metadata=META, timeout=30):
+                    async for _ in service.stub.AnonymizeUpload(iter(parts), metadata=metadata, timeout=30):
                         pass
                 assert (err.value.code(), message in err.value.details()) == (code, True), err.value.details()
                 await service.still_serves()

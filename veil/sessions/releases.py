@@ -94,7 +94,8 @@ class ReleaseStore:
                 candidate = _candidate(latest.candidates, candidate_index)
                 charge = self._ledger.charge_in(conn, tenant, subject_id, candidate.spend,
                                                 session_id)
-                self._sessions.mark_feedback(conn, session_id, number, FeedbackKind.ACCEPT)
+                self._sessions.mark_feedback(conn, session_id, number, FeedbackKind.ACCEPT,
+                                             request_id=request_id)
                 release = self._insert_release(conn, session, number, candidate, charge,
                                                request_id, release_key)
                 request_ids = self._queue_unlearning(conn, session, release, models)

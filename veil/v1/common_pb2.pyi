@@ -107,7 +107,7 @@ class AttributeRelease(_message.Message):
     def __init__(self, attribute: _Optional[str] = ..., mechanism: _Optional[_Union[Mechanism, str]] = ..., epsilon: _Optional[float] = ..., released_value: _Optional[float] = ...) -> None: ...
 
 class Receipt(_message.Message):
-    __slots__ = ("receipt_id", "attributes", "identity_epsilon", "identity_delta", "identity_sigma", "rho", "level", "seed", "model_version", "input_sha256", "created_at")
+    __slots__ = ("receipt_id", "attributes", "identity_epsilon", "identity_delta", "identity_sigma", "rho", "level", "seed", "model_version", "input_sha256", "created_at", "identity_noise_multiplier")
     RECEIPT_ID_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_EPSILON_FIELD_NUMBER: _ClassVar[int]
@@ -119,6 +119,7 @@ class Receipt(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     INPUT_SHA256_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_NOISE_MULTIPLIER_FIELD_NUMBER: _ClassVar[int]
     receipt_id: str
     attributes: _containers.RepeatedCompositeFieldContainer[AttributeRelease]
     identity_epsilon: float
@@ -130,7 +131,8 @@ class Receipt(_message.Message):
     model_version: str
     input_sha256: str
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, receipt_id: _Optional[str] = ..., attributes: _Optional[_Iterable[_Union[AttributeRelease, _Mapping]]] = ..., identity_epsilon: _Optional[float] = ..., identity_delta: _Optional[float] = ..., identity_sigma: _Optional[float] = ..., rho: _Optional[float] = ..., level: _Optional[int] = ..., seed: _Optional[int] = ..., model_version: _Optional[str] = ..., input_sha256: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    identity_noise_multiplier: float
+    def __init__(self, receipt_id: _Optional[str] = ..., attributes: _Optional[_Iterable[_Union[AttributeRelease, _Mapping]]] = ..., identity_epsilon: _Optional[float] = ..., identity_delta: _Optional[float] = ..., identity_sigma: _Optional[float] = ..., rho: _Optional[float] = ..., level: _Optional[int] = ..., seed: _Optional[int] = ..., model_version: _Optional[str] = ..., input_sha256: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., identity_noise_multiplier: _Optional[float] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("stage", "step", "total_steps", "image_index", "image_count", "message")

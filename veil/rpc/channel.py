@@ -48,7 +48,9 @@ class ChannelConfig(EnvLoadable):
 
 def service_config(config: ChannelConfig) -> str:
     """gRPC service config: every method retried on UNAVAILABLE with exponential backoff
-    (retry_max_attempts 1 turns retries off; gRPC rejects a retry policy of fewer than 2)."""
+    (retry_max_attempts 1 turns retries off; gRPC rejects a retry policy of fewer than 2), and
+    calls spread round-robin over every address the target resolves to (a headless Kubernetes
+    Service resolves to each ready pod)."""
     method: dict[str, Any] = {"name": [{}]}
     if config.retry_max_attempts > 1:
         method["retryPolicy"] = {
@@ -58,7 +60,7 @@ def service_config(config: ChannelConfig) -> str:
             "backoffMultiplier": 2,
             "retryableStatusCodes": ["UNAVAILABLE"],
         }
-    return json.dumps({"methodConfig": [method]})
+    return json.dumps({"methodConfig": [method], "loadBalancingConfig": [{"round_robin": {}}]})
 
 
 def channel_options(config: ChannelConfig) -> list[tuple[str, Any]]:

@@ -32,7 +32,8 @@ def round_seed(session_seed: int, number: int) -> int:
 
 
 def round_prefix(session_id: str, number: int) -> str:
-    return f"sessions/{session_id}/rounds/{number}-{uuid.uuid4().hex[:8]}/"
+    """The output prefix (an object key, no trailing "/") of one generation of a round."""
+    return f"sessions/{session_id}/rounds/{number}-{uuid.uuid4().hex[:8]}"
 
 
 class RoundGenerator:
@@ -95,7 +96,7 @@ class RoundGenerator:
         one the caller must see)."""
         store = self._store.for_tenant(tenant)
         try:
-            for info in list(store.list(prefix)):
+            for info in list(store.list(prefix + "/")):
                 store.delete(info.key)
         except Exception as exc:
             log.warning("could not delete the objects of a failed round under %s: %s", prefix, exc)

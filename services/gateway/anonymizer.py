@@ -14,19 +14,12 @@ from google.protobuf.json_format import MessageToDict
 from services.gateway.downstream import downstream_error
 from services.gateway.metrics import ANONYMIZER_SECONDS
 from veil.errors import InvalidArgument, VeilError
-from veil.ledger import AttributeSpend, IdentitySpend, Mechanism, ReleaseSpend
+from veil.ledger.messages import MECHANISM_TO_PROTO, receipt_spend
 from veil.rpc import outgoing_metadata
 from veil.sessions import Candidate, PrivacySettings, StoredObject
 from veil.v1 import anonymizer_pb2, anonymizer_pb2_grpc, common_pb2
 
 MODEL_INFO_TTL_SECONDS = 30.0
-
-MECHANISM_TO_PROTO = {
-    Mechanism.RANDOMIZED_RESPONSE: common_pb2.MECHANISM_RANDOMIZED_RESPONSE,
-    Mechanism.LAPLACE: common_pb2.MECHANISM_LAPLACE,
-    Mechanism.GAUSSIAN: common_pb2.MECHANISM_GAUSSIAN,
-}
-MECHANISM_FROM_PROTO = {v: k for k, v in MECHANISM_TO_PROTO.items()}
 
 ProgressFn = Callable[[common_pb2.Progress], None]
 
@@ -53,17 +46,6 @@ def privacy_setting(settings: PrivacySettings) -> common_pb2.PrivacySetting:
         attribute_epsilon=dict(settings.attribute_epsilon),
         attribute_mechanism=MECHANISM_TO_PROTO[settings.mechanism],
         identity_epsilon=settings.identity_epsilon, rho=settings.rho))
-
-
-def receipt_spend(receipt: common_pb2.Receipt) -> ReleaseSpend:
-    """What releasing the receipt's image charges to the subject's ledger."""
-    identity = None
-    if receipt.identity_epsilon > 0:
-        identity = IdentitySpend(receipt.identity_epsilon, receipt.identity_delta,
-                                 receipt.identity_noise_multiplier)
-    attributes = tuple(AttributeSpend(a.attribute, MECHANISM_FROM_PROTO.get(a.mechanism, ""),
-                                      a.epsilon) for a in receipt.attributes)
-    return ReleaseSpend(receipt.receipt_id, attributes, identity)
 
 
 def to_candidate(event: anonymizer_pb2.Candidate) -> Candidate:

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from services.gateway.anonymizer import MECHANISM_FROM_PROTO
 from veil.errors import InvalidArgument
 from veil.ledger import IDENTITY, Mechanism
+from veil.ledger.messages import MECHANISM_FROM_PROTO
 from veil.sessions import ControllerConfig, PrivacySettings, validate_budget
 from veil.v1 import anonymizer_pb2, common_pb2
 

@@ -26,9 +26,9 @@ log = logging.getLogger(__name__)
 
 
 def round_seed(session_seed: int, number: int) -> int:
-    """A reproducible, nonzero uint64 seed per round of a session."""
+    """A reproducible seed per round of a session, in 1..2^63-1 (what the anonymizer takes)."""
     digest = hashlib.sha256(f"{session_seed}:{number}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") or 1
+    return (int.from_bytes(digest[:8], "big") >> 1) or 1
 
 
 def round_prefix(session_id: str, number: int) -> str:

@@ -26,9 +26,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from veil.client import GatewayClient
 from veil.data import load_celeba
-from veil.db import DatabaseConfig, create_engine, migrate
+from veil.db import Database, DatabaseConfig, create_engine, migrate
 from veil.images import encode_png
 from veil.rpc import ChannelConfig
+from veil.sessions import GatewayState
 from veil.sessions.state import SERVICE
 from veil.store import StoreConfig, open_store
 
@@ -38,6 +39,25 @@ TOKENS = {tenant: f"token-of-{tenant}-0123456789abcdef" for tenant in TENANTS}
 # Test clients retry UNAVAILABLE briefly, then fail.
 TEST_CHANNEL = ChannelConfig(retry_max_attempts=2, retry_initial_backoff_seconds=0.05,
                              retry_max_backoff_seconds=0.1)
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str = "a condition"):
+    """The first truthy value of predicate(), polled every 0.1 s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def failure(call: Callable[..., object], *args: object, **kwargs: object) -> grpc.RpcError:
+    """The RpcError the call fails with (a server stream is read to its end)."""
+    with pytest.raises(grpc.RpcError) as caught:
+        result = call(*args, **kwargs)
+        if hasattr(result, "__next__"):
+            list(result)
+    return caught.value
 
 
 class ServiceProcess:
@@ -152,6 +172,14 @@ def gateway_db_url(make_pg_database) -> str:
     migrate(SERVICE, engine)
     engine.dispose()
     return url
+
+
+@pytest.fixture(scope="session")
+def gateway_state(gateway_db_url: str) -> Iterator[GatewayState]:
+    """The gateways' database, for the tests to read (audit log, rows) as an operator would."""
+    state = GatewayState(Database.from_config(DatabaseConfig(url=gateway_db_url)))
+    yield state
+    state.close()
 
 
 @pytest.fixture(scope="session")

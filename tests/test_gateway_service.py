@@ -17,38 +17,16 @@ import numpy as np
 import pytest
 from dp_accounting.pld import privacy_loss_distribution as pld
 from dp_accounting.privacy_accountant import NeighboringRelation
-from fixtures_services import TOKENS
+from fixtures_services import TOKENS, failure, wait_for
 from google.protobuf.message import Message
 
-from veil.db import Database, DatabaseConfig
 from veil.images import encode_png
 from veil.ledger import randomized_response_noise_parameter
-from veil.sessions import GatewayState
 from veil.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 
 Code = grpc.StatusCode
 DELTA = 1e-6
 GRID = 1e-3  # VEIL_LEDGER_DISCRETIZATION's default
-
-
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def failure(call, *args, **kwargs) -> grpc.RpcError:
-    with pytest.raises(grpc.RpcError) as caught:
-        result = call(*args, **kwargs)
-        if hasattr(result, "__next__"):  # a server stream fails when read
-            list(result)
-    return caught.value
 
 
 def png_header(width: int, height: int) -> bytes:
@@ -57,14 +35,6 @@ def png_header(width: int, height: int) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
             + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
-
-
-@pytest.fixture(scope="module")
-def state(gateway_db_url):
-    """The gateway's database, read by the test (audit log, rows) as an operator would."""
-    state = GatewayState(Database.from_config(DatabaseConfig(url=gateway_db_url)))
-    yield state
-    state.close()
 
 
 class Raw:
@@ -92,7 +62,7 @@ def header_for(data: bytes, content_type: str = "image/png", **fields) -> common
 
 # --- the loop ------------------------------------------------------------------------------------
 
-def test_two_rounds_of_feedback_then_accept(gateway, new_tenant, face_png, state):
+def test_two_rounds_of_feedback_then_accept(gateway, new_tenant, face_png, gateway_state):
     tenant = new_tenant()
     before = gateway.metrics()
     with gateway.client(tenant) as client:
@@ -174,7 +144,7 @@ def test_two_rounds_of_feedback_then_accept(gateway, new_tenant, face_png, state
                  what="the original's deletion")
         assert client.get_session(sid).original.url == ""
 
-    records = state.audit.records(tenant, limit=1000)
+    records = gateway_state.audit.records(tenant, limit=1000)
     actions = [(r.action, r.outcome) for r in records if r.action != "object.download"]
     assert actions == [("image.upload", "ok"), ("session.create", "ok"), ("round.add", "ok"),
                        ("round.feedback", "ok"), ("round.add", "ok"), ("round.feedback", "ok"),

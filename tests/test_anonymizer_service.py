@@ -27,13 +27,14 @@ from prometheus_client import REGISTRY
 
 from services.anonymizer.app import AnonymizerApp, start
 from services.anonymizer.config import AnonymizerConfig
+from services.anonymizer.servicer import AnonymizerServicer
 from veil.data import load_celeba
 from veil.diffusion.loading import upload_model
 from veil.diffusion.messages import receipt_from_proto
 from veil.errors import ConfigError
 from veil.images import decode_image, encode_png
 from veil.ledger import Mechanism
-from veil.rpc import ServerConfig
+from veil.rpc import ServerConfig, VeilServer
 from veil.store import LocalStore, ObjectStore, StoreConfig
 from veil.store.s3 import S3Store
 from veil.v1 import anonymizer_pb2, anonymizer_pb2_grpc, common_pb2
@@ -138,6 +139,23 @@ def test_model_info(local, tiny_model_dir: Path) -> None:
     run(scenario())
 
 
+def test_rpcs_are_unavailable_until_the_model_is_loaded(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        servicer = AnonymizerServicer(LocalStore(tmp_path / "objects"), AnonymizerConfig())
+        server = VeilServer(ServerConfig(grpc_address="127.0.0.1:0", metrics_port=0),
+                            [(anonymizer_pb2_grpc.add_AnonymizerServicer_to_server, servicer)])
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                stub = anonymizer_pb2_grpc.AnonymizerStub(channel)
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    await stub.GetModelInfo(anonymizer_pb2.GetModelInfoRequest(), metadata=META)
+                assert err.value.code() == Code.UNAVAILABLE and "loading its model" in err.value.details()
+        finally:
+            await server.stop(0)
+    run(scenario())
+
+
 @pytest.mark.parametrize("backend", ["local", "s3"])
 def test_anonymize_refs_streams_progress_and_stores_results(backend: str, tmp_path: Path, tiny_model_dir: Path,
                                                            faces: list[bytes], request: pytest.FixtureRequest) -> None:
@@ -153,6 +171,7 @@ def test_anonymize_refs_streams_progress_and_stores_results(backend: str, tmp_pa
         model_uri = str(tiny_model_dir)
     put_faces(store.for_tenant(TENANT), faces[:2])
     succeeded = metric("veil_anonymizer_images_total", outcome="succeeded")
+    steps = [metric("veil_anonymizer_diffusion_step_seconds_count", stage=stage) for stage in ("invert", "decode")]
 
     async def scenario() -> None:
         async with serving(model_uri, store, config, tmp_path / "cache") as service:
@@ -177,7 +196,8 @@ def test_anonymize_refs_streams_progress_and_stores_results(backend: str, tmp_pa
                 stored = json.loads(service.store.get(c.receipt_object.key, expected_sha256=c.receipt_object.sha256))
                 receipt = receipt_from_proto(c.receipt)
                 assert stored["receipt_id"] == receipt.receipt_id == c.receipt.receipt_id
-                assert (receipt.level, receipt.seed, receipt.model_version, receipt.candidate) == (5, 7, "tiny-test", c.candidate_index)
+                assert (receipt.level, receipt.seed, receipt.model_version, receipt.candidate) == \
+                    (5, 7, "tiny-test", c.candidate_index)
                 assert [a.attribute for a in receipt.attributes] == ["Male", "Smiling"]
                 spend = receipt.spend()
                 assert {e.mechanism for e in spend.events()} == {Mechanism.RANDOMIZED_RESPONSE, Mechanism.GAUSSIAN}
@@ -185,6 +205,8 @@ def test_anonymize_refs_streams_progress_and_stores_results(backend: str, tmp_pa
             assert len(list(service.store.list("sessions/s1/rounds/1/"))) == 12
     run(scenario())
     assert metric("veil_anonymizer_images_total", outcome="succeeded") == succeeded + 2
+    assert [metric("veil_anonymizer_diffusion_step_seconds_count", stage=stage) for stage in ("invert", "decode")] == \
+        [steps[0] + 2, steps[1] + 2]
 
 
 def chunked_upload(request: anonymizer_pb2.AnonymizeRequest, images: list[tuple[bytes, str]], chunk: int = 200,
@@ -197,26 +219,30 @@ def chunked_upload(request: anonymizer_pb2.AnonymizeRequest, images: list[tuple[
             yield anonymizer_pb2.AnonymizeUploadRequest(chunk=common_pb2.Chunk(data=data[start:start + chunk]))
 
 
-def test_upload_stores_inputs_with_the_results(local, faces: list[bytes]) -> None:
+def test_upload_stores_inputs_with_the_results_on_onnxruntime(local, faces: list[bytes], tmp_path: Path) -> None:
     async def scenario() -> None:
-        async with local() as service:
+        async with local(runtime="onnxruntime") as service:
+            info = await service.stub.GetModelInfo(anonymizer_pb2.GetModelInfoRequest(), metadata=META)
+            assert info.runtime == "onnxruntime" and len(list((tmp_path / "cache" / "onnx").glob("*/denoiser.onnx"))) == 1
             request = anonymizer_pb2.AnonymizeRequest(protect=["Male"], candidates=2, output_prefix="up/1",
                                                       privacy=common_pb2.PrivacySetting(explicit=common_pb2.ExplicitBudget(
                                                           attribute_epsilon={"Male": 1.5}, identity_epsilon=8.0, rho=0.2)))
-            events = [e async for e in service.stub.AnonymizeUpload(chunked_upload(request, [(faces[2], "image/png"), (faces[3], "image/png")]),
-                                                                      metadata=META, timeout=60)]
+            parts = chunked_upload(request, [(faces[2], "image/png"), (faces[3], "image/png")])
+            events = [e async for e in service.stub.AnonymizeUpload(parts, metadata=META, timeout=60)]
             found = candidates_of(events)
             assert len(found) == 4
             for c in found:
                 assert c.input.key == f"up/1/inputs/{c.image_index}.png"
                 assert service.store.get(c.input.key) == faces[2 + c.image_index]
                 assert c.input.sha256 == hashlib.sha256(faces[2 + c.image_index]).hexdigest()
-                assert (c.receipt.level, c.receipt.attributes[0].epsilon, c.receipt.identity_epsilon, c.receipt.rho) == (-1, 1.5, 8.0, 0.2)
+                receipt = c.receipt
+                assert (receipt.level, receipt.attributes[0].epsilon, receipt.identity_epsilon, receipt.rho) == (-1, 1.5, 8.0, 0.2)
     run(scenario())
 
 
 def test_two_callers_are_served_in_one_batch(local) -> None:
     rows = metric("veil_anonymizer_batch_rows_sum"), metric("veil_anonymizer_batch_rows_count")
+    waits = metric("veil_anonymizer_queue_wait_seconds_count")
 
     async def scenario() -> None:
         # The batch closes when full (4 rows): both requests must be in it, the wait never runs out.
@@ -232,6 +258,7 @@ def test_two_callers_are_served_in_one_batch(local) -> None:
             assert [c.receipt.level for c in candidates_of(second)] == [8, 8]
     run(scenario())
     assert (metric("veil_anonymizer_batch_rows_sum"), metric("veil_anonymizer_batch_rows_count")) == (rows[0] + 4, rows[1] + 1)
+    assert metric("veil_anonymizer_queue_wait_seconds_count") == waits + 2
 
 
 async def drain(call) -> list[anonymizer_pb2.AnonymizeEvent]:
@@ -259,6 +286,7 @@ def test_full_queue_refuses_and_a_cancelled_batch_stops(local) -> None:
             await wait_for_stage(big, "invert")  # running
             queued = service.stub.Anonymize(service.request(["faces/0.png"], prefix="queued"), metadata=META, timeout=60)
             await wait_for_stage(queued, "queued")
+            assert metric("veil_anonymizer_queue_depth") == 1
             with pytest.raises(grpc.aio.AioRpcError) as full:
                 await service.events(service.request(["faces/1.png"], prefix="refused"))
             assert full.value.code() == Code.RESOURCE_EXHAUSTED and "queue is full" in full.value.details()
@@ -268,6 +296,7 @@ def test_full_queue_refuses_and_a_cancelled_batch_stops(local) -> None:
             assert list(service.store.list("big/")) == [] and list(service.store.list("refused/")) == []
             await service.still_serves()
     run(scenario())
+    assert metric("veil_anonymizer_queue_depth") == 0
     assert metric("veil_anonymizer_batches_total", outcome="aborted") == aborted + 1
     assert metric("veil_anonymizer_images_total", outcome="rejected") == rejected + 1
 
@@ -339,7 +368,7 @@ def test_bad_inputs_get_their_codes_and_the_service_keeps_serving(local, faces: 
 
             cases = [
                 (req(images=key("bad/corrupt.png")), Code.INVALID_ARGUMENT, "not a readable PNG"),
-                (req(images=key("bad/empty.png")), Code.INVALID_ARGUMENT, "image 0"),
+                (req(images=key("bad/empty.png")), Code.INVALID_ARGUMENT, "image 0: not a readable PNG"),
                 (req(images=key("bad/huge.png")), Code.INVALID_ARGUMENT, "10000x10000 is larger than 4096x4096"),
                 (req(images=key("bad/text.png")), Code.INVALID_ARGUMENT, "content type 'text/plain' is not supported"),
                 (req(images=key("faces/0.png", content_type="image/jpeg")), Code.INVALID_ARGUMENT, "bytes are PNG"),
@@ -352,7 +381,8 @@ def test_bad_inputs_get_their_codes_and_the_service_keeps_serving(local, faces: 
                 (req(privacy=explicit(Male=math.inf)), Code.INVALID_ARGUMENT, "epsilon must be finite and > 0"),
                 (req(privacy=common_pb2.PrivacySetting(explicit=common_pb2.ExplicitBudget(
                     attribute_epsilon={"Male": 1.0}, identity_epsilon=math.nan))), Code.INVALID_ARGUMENT, "identity"),
-                (req(privacy=common_pb2.PrivacySetting(level=11)), Code.INVALID_ARGUMENT, "privacy level must be an integer in 0..10"),
+                (req(privacy=common_pb2.PrivacySetting(level=11)), Code.INVALID_ARGUMENT,
+                 "privacy level must be an integer in 0..10"),
                 (req(candidates=0), Code.INVALID_ARGUMENT, "candidates must be in 1..8"),
                 (req(candidates=9), Code.INVALID_ARGUMENT, "candidates must be in 1..8"),
                 (req(images=[]), Code.INVALID_ARGUMENT, "1..4 images"),
@@ -375,28 +405,32 @@ def test_bad_inputs_get_their_codes_and_the_service_keeps_serving(local, faces: 
                 await service.events(req(), metadata=())
             assert err.value.code() == Code.UNAUTHENTICATED
 
-            upload_request = anonymizer_pb2.AnonymizeRequest(protect=["Male"], candidates=1, output_prefix="up/bad")
-            wrong_sha = chunked_upload(upload_request, [(faces[0], "image/png")])
-            parts = list(wrong_sha)
-            parts[1].image.sha256 = "1" * 64
-            short = list(chunked_upload(upload_request, [(faces[0], "image/png")]))
+            first = anonymizer_pb2.AnonymizeRequest(protect=["Male"], candidates=1, output_prefix="up/bad")
+            Part = anonymizer_pb2.AnonymizeUploadRequest
+            wrong_sha = list(chunked_upload(first, [(faces[0], "image/png")]))
+            wrong_sha[1].image.sha256 = "1" * 64
+            short = list(chunked_upload(first, [(faces[0], "image/png")]))
             short[1].image.size += 10
+            header = common_pb2.UploadHeader(content_type="image/png", size=200 << 10)
             uploads = [
-                (parts, Code.DATA_LOSS, "declared " + "1" * 64),
+                (wrong_sha, Code.DATA_LOSS, "declared " + "1" * 64),
                 (short, Code.INVALID_ARGUMENT, "declared size is"),
-                (list(chunked_upload(upload_request, [(faces[0], "text/plain")])), Code.INVALID_ARGUMENT, "content type"),
-                ([anonymizer_pb2.AnonymizeUploadRequest(chunk=common_pb2.Chunk(data=b"x"))], Code.INVALID_ARGUMENT, "must be `request`"),
-                ([anonymizer_pb2.AnonymizeUploadRequest(request=upload_request),
-                  anonymizer_pb2.AnonymizeUploadRequest(chunk=common_pb2.Chunk(data=b"x"))], Code.INVALID_ARGUMENT, "before any UploadHeader"),
-                ([anonymizer_pb2.AnonymizeUploadRequest(request=upload_request)], Code.INVALID_ARGUMENT, "no images"),
-                ([anonymizer_pb2.AnonymizeUploadRequest(request=upload_request),
-                  anonymizer_pb2.AnonymizeUploadRequest(image=common_pb2.UploadHeader(content_type="image/png", size=200 << 10)),
-                  anonymizer_pb2.AnonymizeUploadRequest(chunk=common_pb2.Chunk(data=bytes(100 << 10)))],
-                 Code.RESOURCE_EXHAUSTED, ""),
+                # refused at the header, while the client still sends chunks
+                (list(chunked_upload(first, [(faces[0], "text/plain")], chunk=16)), Code.INVALID_ARGUMENT,
+                 "content type 'text/plain' is not supported"),
+                ([Part(chunk=common_pb2.Chunk(data=b"x"))], Code.INVALID_ARGUMENT, "must be `request`"),
+                ([Part(request=first), Part(chunk=common_pb2.Chunk(data=b"x"))], Code.INVALID_ARGUMENT,
+                 "before any UploadHeader"),
+                ([Part(request=first)], Code.INVALID_ARGUMENT, "no images"),
+                ([Part(request=first), Part(image=header), Part(chunk=common_pb2.Chunk(data=bytes(100 << 10)))],
+                 Code.RESOURCE_EXHAUSTED, "larger than max"),
+                (list(chunked_upload(first, [(faces[0], "image/png")], chunk=16)), Code.UNAUTHENTICATED,
+                 "missing x-veil-tenant metadata"),
             ]
             for parts, code, message in uploads:
+                metadata = () if code == Code.UNAUTHENTICATED else META
                 with pytest.raises(grpc.aio.AioRpcError) as err:
-                    async for _ in service.stub.AnonymizeUpload(iter(parts), metadata=META, timeout=30):
+                    async for _ in service.stub.AnonymizeUpload(iter(parts), metadata=metadata, timeout=30):
                         pass
                 assert (err.value.code(), message in err.value.details()) == (code, True), err.value.details()
                 await service.still_serves()

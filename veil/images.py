@@ -29,7 +29,8 @@ def decode_image(data: bytes, expected_size: int | None = None, content_type: st
                               f"use {' or '.join(CONTENT_TYPES.values())}")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # PIL warns from ~89 Mpx: the MAX_SIDE check below refuses those before any decoding.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             if img.format not in CONTENT_TYPES:
                 raise InvalidArgument(f"{what}: format {img.format} is not supported; use PNG or JPEG")
@@ -43,8 +44,10 @@ def decode_image(data: bytes, expected_size: int | None = None, content_type: st
             img.load()
     except InvalidArgument:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError:
+        raise InvalidArgument(f"{what}: more than {2 * Image.MAX_IMAGE_PIXELS} pixels, larger than "
+                              f"{MAX_SIDE}x{MAX_SIDE}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise InvalidArgument(f"{what}: not a readable PNG or JPEG ({type(exc).__name__}: {exc})") from None
     if img.mode != "RGB":
         raise InvalidArgument(f"{what}: mode {img.mode}; expected RGB (8-bit, 3 channels)")

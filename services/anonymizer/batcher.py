@@ -159,7 +159,7 @@ class Batcher:
         for work in pending:
             metrics.QUEUE_DEPTH.dec()
             work.emit(Aborted("the anonymizer is shutting down"))
-        self._executor.shutdown(wait=True)
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
 
     def submit(self, work: Work) -> None:
         """Queue `work`; ResourceExhausted when the queue is full."""
@@ -176,9 +176,12 @@ class Batcher:
 
     async def _run_forever(self) -> None:
         while True:
-            batch = await self._collect()
-            if batch:
-                await self._run(batch)
+            try:
+                batch = await self._collect()
+                if batch:
+                    await self._run(batch)
+            except Exception:  # the worker must outlive any one batch, or every caller would hang
+                log.exception("the batch worker failed; it goes on with the next batch")
 
     def _admit(self, work: Work) -> bool:
         """Count `work` out of the queue; False (and dropped) when it is gone."""
@@ -209,6 +212,8 @@ class Batcher:
 
     async def _collect(self) -> list[Work]:
         first, self._held = self._held, None
+        if first is not None and not self._admit(first):
+            first = None
         while first is None:
             candidate = await self._next(None)
             if candidate is not None and self._admit(candidate):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from veil.errors import DataLoss, InvalidArgument
+from veil.errors import DataLoss, InvalidArgument, VeilError
 from veil.images import CONTENT_TYPES, decode_image
 from veil.store import DEFAULT_CONTENT_TYPE, ObjectInfo, ObjectStore, from_object_ref
 from veil.store.base import ContentDigest
@@ -75,7 +75,29 @@ class _Upload:
 
 async def receive_upload(parts: AsyncIterator[anonymizer_pb2.AnonymizeUploadRequest], max_images: int,
                          max_bytes: int) -> tuple[anonymizer_pb2.AnonymizeRequest, list[InputImage]]:
-    """The request and the images of an AnonymizeUpload stream, checked for order, count and size."""
+    """The request and the images of an AnonymizeUpload stream, checked for order, count and size
+    (on an error the rest of the stream is drained first, see drain_upload)."""
+    try:
+        return await _parse_upload(parts, max_images, max_bytes)
+    except VeilError:
+        await drain_upload(parts, max_images * max_bytes)
+        raise
+
+
+async def drain_upload(parts: AsyncIterator[anonymizer_pb2.AnonymizeUploadRequest], limit: int) -> None:
+    """Read and drop what the client still sends (up to `limit` bytes) before refusing an upload:
+    grpc's asyncio client reports INTERNAL ("Internal error from Core") instead of the server's
+    status when one of its writes fails after the call has ended (grpc/grpc#36066), so the caller
+    would not learn what was wrong."""
+    received = 0
+    async for part in parts:
+        received += part.ByteSize()
+        if received > limit:
+            return
+
+
+async def _parse_upload(parts: AsyncIterator[anonymizer_pb2.AnonymizeUploadRequest], max_images: int,
+                        max_bytes: int) -> tuple[anonymizer_pb2.AnonymizeRequest, list[InputImage]]:
     request: anonymizer_pb2.AnonymizeRequest | None = None
     images: list[InputImage] = []
     current: _Upload | None = None

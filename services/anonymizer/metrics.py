@@ -20,4 +20,5 @@ DIFFUSION_STEP_SECONDS = Histogram(
 IMAGES = Counter(
     "veil_anonymizer_images_total",
     "Input images of finished requests, by outcome: succeeded, invalid, rejected (queue full), "
-    "cancelled (cancelled or past the deadline), failed", ("outcome",))
+    "cancelled (cancelled or past the deadline), failed (an upload refused before its images were "
+    "counted counts as one)", ("outcome",))

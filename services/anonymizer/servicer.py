@@ -15,7 +15,7 @@ import grpc
 from services.anonymizer import metrics
 from services.anonymizer.batcher import Batcher, BatchProgress, Results, Work
 from services.anonymizer.config import AnonymizerConfig
-from services.anonymizer.inputs import InputImage, decode_inputs, read_inputs, receive_upload
+from services.anonymizer.inputs import InputImage, decode_inputs, drain_upload, read_inputs, receive_upload
 from services.anonymizer.outputs import (PendingObject, delete_all, image_key, input_key, output_prefix,
                                          receipt_json, receipt_key, write_all)
 from veil import errors
@@ -107,10 +107,15 @@ class AnonymizerServicer(anonymizer_pb2_grpc.AnonymizerServicer):
 
     async def AnonymizeUpload(self, request_iterator: AsyncIterator[anonymizer_pb2.AnonymizeUploadRequest],
                               context: grpc.aio.ServicerContext) -> AsyncIterator[anonymizer_pb2.AnonymizeEvent]:
-        model, tenant = self._loaded(), tenant_id(context)
+        config = self._config
         try:
-            request, inputs = await receive_upload(request_iterator, self._config.max_images_per_request,
-                                                   self._config.max_image_bytes)
+            model, tenant = self._loaded(), tenant_id(context)
+        except errors.VeilError:
+            await drain_upload(request_iterator, config.max_images_per_request * config.max_image_bytes)
+            raise
+        try:
+            request, inputs = await receive_upload(request_iterator, config.max_images_per_request,
+                                                   config.max_image_bytes)
             checked = await self._validate(model, request, tenant, len(inputs))
         except BaseException as exc:
             metrics.IMAGES.labels(_outcome(exc)).inc()

@@ -20,17 +20,17 @@ from pathlib import Path
 
 import grpc
 import pytest
+from fixtures_db import migrated
 from fixtures_store import NanioServer, free_port
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from veil.client import GatewayClient
 from veil.data import load_celeba
-from veil.db import Database, DatabaseConfig, create_engine, migrate
+from veil.db import Database, DatabaseConfig
 from veil.images import encode_png
 from veil.rpc import ChannelConfig
 from veil.sessions import GatewayState
-from veil.sessions.state import SERVICE
 from veil.store import StoreConfig, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -167,11 +167,9 @@ def anonymizer_service(tiny_model_dir: Path, services_store: StoreConfig,
 
 @pytest.fixture(scope="session")
 def gateway_db_url(make_pg_database) -> str:
-    url = make_pg_database()
-    engine = create_engine(DatabaseConfig(url=url))
-    migrate(SERVICE, engine)
-    engine.dispose()
-    return url
+    """The gateway processes' own database: their background loops (recovery, retention,
+    unlearning) act on every tenant's rows, so they must not see other tests' rows."""
+    return migrated(make_pg_database())
 
 
 @pytest.fixture(scope="session")

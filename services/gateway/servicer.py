@@ -8,13 +8,15 @@ Request ids (UploadHeader.request_id, CreateSessionRequest.request_id, FeedbackR
 make a call idempotent across replicas: a repeated id returns the first result (the response is
 kept in SQL); the same id for a different request is INVALID_ARGUMENT; while the first call still
 runs, ABORTED (retry later). The work itself is idempotent too: a retry whose first attempt died
-half-way finds the session or the feedback it committed (by request id) and finishes it. Without
-a request id a call is not deduplicated.
+half-way finds the session or the feedback it committed (by request id) and finishes it (so a
+retried CreateSession whose first attempt failed on its input returns that FAILED session).
+Without a request id a call is not deduplicated.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import secrets
 import uuid
@@ -189,6 +191,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         ref = from_object_ref(request.image, self._store.bucket)
         store = self._store.for_tenant(tenant)
         stat = await asyncio.to_thread(store.stat, ref.key)
+        if stat.size > self._config.max_upload_bytes:
+            raise InvalidArgument(f"image {ref.key!r} has {stat.size} bytes; at most "
+                                  f"{self._config.max_upload_bytes} (VEIL_MAX_UPLOAD_BYTES)")
         data = await asyncio.to_thread(store.get, ref.key, expected_sha256=ref.sha256)
         sha256 = hashlib.sha256(data).hexdigest()
         pixels = await asyncio.to_thread(decode_image, data, None, stat.content_type,
@@ -375,11 +380,17 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         store = self._store.for_tenant(caller.tenant)
         chunks = await asyncio.to_thread(store.iter_chunks, ref.key, expected_sha256=ref.sha256,
                                          chunk_size=CHUNK_SIZE)
-        await self._audit(AuditRecord(tenant=caller.tenant, actor=caller.actor,
-                                      action="object.download", target=ref.key[:256],
-                                      outcome="ok", input_sha256=ref.sha256))
-        while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
-            yield common_pb2.Chunk(data=chunk)
+        try:
+            await self._audit(AuditRecord(tenant=caller.tenant, actor=caller.actor,
+                                          action="object.download", target=ref.key[:256],
+                                          outcome="ok", input_sha256=ref.sha256))
+            while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+                yield common_pb2.Chunk(data=chunk)
+        finally:
+            # Release the file or HTTP response at once, also when the caller went away (a read
+            # still running in its thread when the call was cancelled is left to the collector).
+            with contextlib.suppress(ValueError):
+                getattr(chunks, "close", lambda: None)()
 
 
 async def _progress_until_change(events: asyncio.Queue[Any],

@@ -7,23 +7,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from veil.errors import InvalidArgument
-from veil.images import CONTENT_TYPES
 from veil.sessions import StoredObject
 from veil.store import ObjectStore
-from veil.store.keys import validate_sha256
+from veil.uploads import check_upload_header
 from veil.v1 import common_pb2, gateway_pb2
 
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg"}
 
 
 def check_header(header: common_pb2.UploadHeader, max_bytes: int) -> common_pb2.UploadHeader:
-    if header.content_type not in CONTENT_TYPES.values():
-        raise InvalidArgument(f"upload: content type {header.content_type!r} is not supported; use "
-                              f"{' or '.join(CONTENT_TYPES.values())}")
-    if not 0 < header.size <= max_bytes:
-        raise InvalidArgument(f"upload: declared size {header.size} must be in 1..{max_bytes} bytes")
-    if header.sha256:
-        validate_sha256(header.sha256)
+    check_upload_header(header, max_bytes, "upload")
     if len(header.request_id) > 128 or len(header.subject_id) > 256:
         raise InvalidArgument("upload: request_id is at most 128 characters, subject_id 256")
     return header

@@ -127,13 +127,15 @@ def _print_round(client, session_id: str, round_: gateway_pb2.Round, out: Path) 
 def _print_release(client, session_id: str, release: gateway_pb2.Release, out: Path) -> None:
     path = out / session_id / "release.png"
     client.download(release.image.object, path)
-    ledger = release.ledger
     print(f"released: {path}")
-    print(f"charged eps {release.charged_epsilon:g}; subject total: composed eps "
-          f"{ledger.composed_epsilon:.4f} at delta {ledger.delta:g} (plain sum "
-          f"{ledger.sum_epsilon:g}), cap {ledger.cap:g}, remaining {ledger.remaining:.4f}")
+    print(f"charged eps {release.charged_epsilon:g}; subject total: {_totals(release.ledger)}")
     if release.unlearning_request_ids:
         print(f"unlearning requests queued: {', '.join(release.unlearning_request_ids)}")
+
+
+def _totals(summary: gateway_pb2.LedgerSummary) -> str:
+    return (f"composed eps {summary.composed_epsilon:.4f} at delta {summary.delta:g} (plain sum "
+            f"{summary.sum_epsilon:g}), cap {summary.cap:g}, remaining {summary.remaining:.4f}")
 
 
 def _print_session(session: gateway_pb2.Session) -> None:
@@ -212,10 +214,7 @@ def _ledger(args: argparse.Namespace) -> int:
     if args.json:
         print(MessageToJson(ledger, preserving_proto_field_name=True))
         return 0
-    summary = ledger.summary
-    print(f"subject {ledger.subject_id}: composed eps {summary.composed_epsilon:.4f} at delta "
-          f"{summary.delta:g} (plain sum {summary.sum_epsilon:g}), cap {summary.cap:g}, "
-          f"remaining {summary.remaining:.4f}")
+    print(f"subject {ledger.subject_id}: {_totals(ledger.summary)}")
     for entry in ledger.entries:
         print(f"  {entry.created_at.ToDatetime():%Y-%m-%d %H:%M:%S} session {entry.session_id} "
               f"receipt {entry.receipt_id}: eps {entry.epsilon:g}")

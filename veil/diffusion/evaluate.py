@@ -176,12 +176,11 @@ class EvalReport:
     details: dict[str, Any] = field(default_factory=dict)
 
     def add(self, name: str, measured: float, op: str = "", threshold: float | None = None, note: str = "") -> None:
-        passed = None
-        bar = ""
+        measured, passed, bar = float(measured), None, ""
         if threshold is not None:
             passed = measured <= threshold + 1e-12 if op == "<=" else measured >= threshold - 1e-12
             bar = f"{op} {threshold:.3f}"
-        self.rows.append(Row(name, float(measured), bar, passed, note))
+        self.rows.append(Row(name, measured, bar, passed, note))
 
     @property
     def passed(self) -> bool:

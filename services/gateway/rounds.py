@@ -2,9 +2,10 @@
 
 Each generation writes under a prefix of its own (sessions/<id>/rounds/<n>-<nonce>/), so two
 replicas racing to regenerate the same round never overwrite each other's objects; the loser's
-`add_round` is refused and its objects are deleted, as are the objects of a generation that
-failed half-way. A generation runs as its own task: a caller that gives up (a cancelled RPC)
-does not stop it, and a second caller for the same round on this replica awaits the same task.
+`add_round` is refused, its objects are deleted and it returns the winner's round. A generation
+that fails half-way deletes what it wrote too. A generation runs as its own task: a caller that
+gives up (a cancelled RPC) does not stop it, and a second caller for the same round on this
+replica awaits the same task.
 """
 
 from __future__ import annotations
@@ -84,6 +85,12 @@ class RoundGenerator:
                 request, lambda progress: self._events.publish(session_id, progress))
             record = await asyncio.to_thread(self._state.sessions.add_round, tenant, session_id,
                                              settings=settings, candidates=candidates, actor=actor)
+        except FailedPrecondition:
+            await asyncio.shield(asyncio.to_thread(self._discard, tenant, prefix))
+            stored = await asyncio.to_thread(self._state.sessions.rounds, tenant, session_id, number)
+            if stored and stored[0].number == number:
+                return stored[0]  # another replica stored this round first
+            raise
         except BaseException:
             await asyncio.shield(asyncio.to_thread(self._discard, tenant, prefix))
             raise

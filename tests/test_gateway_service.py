@@ -140,9 +140,9 @@ def test_two_rounds_of_feedback_then_accept(gateway, new_tenant, face_png, gatew
 
     # Retention (no dependent model): the original goes once the release is published.
     with gateway.client(tenant) as client:
-        wait_for(lambda: failure(client.download, image.object).code() == Code.NOT_FOUND,
-                 what="the original's deletion")
-        assert client.get_session(sid).original.url == ""
+        wait_for(lambda: client.get_session(sid).original.url == "",
+                 what="the original's deletion")  # recorded once the object is gone
+        assert failure(client.download, image.object).code() == Code.NOT_FOUND
 
     records = gateway_state.audit.records(tenant, limit=1000)
     actions = [(r.action, r.outcome) for r in records if r.action != "object.download"]
@@ -427,6 +427,7 @@ def test_bad_input_gets_its_documented_code_and_the_service_keeps_serving(gatewa
     assert after_accept.code() == Code.FAILED_PRECONDITION and "accepted" in after_accept.details()
     accept_again = failure(feedback, gateway_pb2.FEEDBACK_KIND_ACCEPT, candidate=0)
     assert accept_again.code() == Code.FAILED_PRECONDITION
-    with gateway.client(tenant) as client:  # still serving a whole session
+    with gateway.client(tenant) as client:  # still serving a whole session (a new upload:
+        image = client.upload_image(face_png[4])  # retention removes an accepted original)
         assert client.create_session("gina", image, protect=["Male"], level=5).round_count == 1
     raw.channel.close()

@@ -9,12 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,9 +17,8 @@ import grpc
 import pytest
 from fixtures_db import migrated
 from fixtures_store import NanioServer, free_port
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from prometheus_client.parser import text_string_to_metric_families
 
+from veil import localrun
 from veil.client import GatewayClient
 from veil.data import load_celeba
 from veil.db import Database, DatabaseConfig
@@ -33,7 +27,6 @@ from veil.rpc import ChannelConfig
 from veil.sessions import GatewayState
 from veil.store import StoreConfig, open_store
 
-ROOT = Path(__file__).resolve().parent.parent
 TENANTS = [f"tenant-{i}" for i in range(40)]
 TOKENS = {tenant: f"token-of-{tenant}-0123456789abcdef" for tenant in TENANTS}
 # Test clients retry UNAVAILABLE briefly, then fail.
@@ -60,72 +53,8 @@ def failure(call: Callable[..., object], *args: object, **kwargs: object) -> grp
     return caught.value
 
 
-class ServiceProcess:
-    """`python -m services.<name>` with `env`; started, waited for (health SERVING), stopped."""
-
-    def __init__(self, name: str, health_service: str, env: dict[str, str], log: Path) -> None:
-        self.name = name
-        self.health_service = health_service
-        self.env = env
-        self.log = log
-        self.port = int(env["VEIL_GRPC_ADDRESS"].rpartition(":")[2])
-        self.metrics_port = int(env.get("VEIL_METRICS_PORT", "0"))
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 90.0) -> ServiceProcess:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", f"services.{self.name}"], cwd=ROOT,
-                env={**os.environ, "PYTHONPATH": str(ROOT), **self.env}, stdout=log, stderr=log)
-        deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(self.target) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"{self.name} exited with {self.process.returncode}: "
-                                       f"{self.log_tail()}")
-                try:
-                    status = health.Check(health_pb2.HealthCheckRequest(service=self.health_service),
-                                          timeout=1).status
-                    if status == health_pb2.HealthCheckResponse.SERVING:
-                        return self
-                except grpc.RpcError:
-                    pass
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"{self.name} not serving within {timeout} s: {self.log_tail()}")
-
-    def log_tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown handler runs."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        """Every sample of /metrics: (name, sorted labels) -> value."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as r:
-            text = r.read().decode()
-        return {(s.name, tuple(sorted(s.labels.items()))): s.value
-                for family in text_string_to_metric_families(text) for s in family.samples}
-
-    def metric(self, name: str, **labels: str) -> float:
-        return self.metrics().get((name, tuple(sorted(labels.items()))), 0.0)
+class ServiceProcess(localrun.ServiceProcess):
+    """A service process (veil.localrun) whose clients are the test tenants'."""
 
     def client(self, tenant: str) -> GatewayClient:
         return GatewayClient(self.target, TOKENS[tenant], channel_config=TEST_CHANNEL)

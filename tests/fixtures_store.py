@@ -15,18 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from veil.localrun import free_port
 from veil.store import LocalStore, ObjectStore, StoreConfig
 from veil.store.local import HEADER_SIZE
 from veil.store.s3 import S3Store
 
 ACCESS_KEY = "veil-test-access"
 SECRET_KEY = "veil-test-secret-0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class NanioServer:

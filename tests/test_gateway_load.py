@@ -3,31 +3,18 @@ of feedback, accept) all finish without errors; prints the gateway's overhead pe
 
 from __future__ import annotations
 
-import io
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
-from PIL import Image
-
-from veil.images import encode_png
+from veil.bench.gateway import distinct_faces
+from veil.data import load_celeba
 
 SESSIONS = 32
 
 
-def distinct_faces(face_png: list[bytes], count: int) -> list[bytes]:
-    """`count` different images (one pixel differs), so no two sessions share an original."""
-    faces = []
-    for i in range(count):
-        pixels = np.asarray(Image.open(io.BytesIO(face_png[i % len(face_png)])).convert("RGB")).copy()
-        pixels[0, 0] = (i, 255 - i, i // 2)
-        faces.append(encode_png(pixels))
-    return faces
-
-
-def test_32_concurrent_sessions_finish_without_errors(gateway, new_tenant, face_png):
+def test_32_concurrent_sessions_finish_without_errors(gateway, new_tenant, tiny_faces):
     tenant = new_tenant()
-    faces = distinct_faces(face_png, SESSIONS)
+    faces = distinct_faces(load_celeba(tiny_faces, size=16, limit=8).images, SESSIONS)
     before = gateway.metrics()
 
     def one_session(i: int) -> tuple[float, int]:

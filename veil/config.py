@@ -97,10 +97,23 @@ def from_env(cls: type[T], environ: Mapping[str, str] | None = None,
     return cls(**values)
 
 
-def describe(cls: type) -> list[tuple[str, str, str]]:
-    """(variable, default, doc) rows, for README configuration tables and --help output."""
+def describe(cls: type, defaults: Mapping[str, Any] | None = None) -> list[tuple[str, str, str]]:
+    """(variable, default, doc) rows, for README configuration tables and --help output.
+
+    `defaults` (by field name) are a program's own defaults, as passed to `from_env`; a default
+    reads "(required)" when there is none, "unset" for None, true/false for booleans.
+    """
+    defaults = defaults or {}
     rows = []
     for f in dataclasses.fields(cls):
-        default = "(required)" if f.default is dataclasses.MISSING else repr(f.default)
-        rows.append((f.metadata["env"], default, f.metadata["doc"]))
+        value = defaults.get(f.name, f.default)
+        if value is dataclasses.MISSING:
+            text = "(required)"
+        elif value is None:
+            text = "unset"
+        elif isinstance(value, bool):
+            text = str(value).lower()
+        else:
+            text = str(value)
+        rows.append((f.metadata["env"], text, f.metadata["doc"]))
     return rows

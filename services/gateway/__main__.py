@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from services.gateway.anonymizer import AnonymizerClient
 from services.gateway.auth import AuthInterceptor, TenantTokens
-from services.gateway.config import GatewayConfig
+from services.gateway.config import GRPC_ADDRESS, METRICS_PORT, GatewayConfig
 from services.gateway.events import SessionEvents
 from services.gateway.recovery import Recovery
 from services.gateway.releases import ReleasePublisher
@@ -52,7 +52,7 @@ def open_state() -> GatewayState:
 
 
 async def main() -> None:
-    server_config = ServerConfig.load(grpc_address="[::]:50050", metrics_port=9100)
+    server_config = ServerConfig.load(grpc_address=GRPC_ADDRESS, metrics_port=METRICS_PORT)
     setup_logging(server_config.log_level)
     config = GatewayConfig.load()
     channels = ChannelConfig.load()

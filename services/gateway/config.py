@@ -11,6 +11,8 @@ from veil.config import env_field
 from veil.errors import ConfigError
 from veil.rpc.config import MIB, EnvLoadable, parse_address
 
+GRPC_ADDRESS = "[::]:50050"
+METRICS_PORT = 9100
 UNLEARN_METHODS = ("default", "first_order", "second_order", "fine_tune", "retrain")
 
 

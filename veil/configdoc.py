@@ -60,7 +60,7 @@ def components() -> list[Component]:
 def _default_text(text: str) -> str:
     if text.startswith(f"{ROOT}/"):  # a path in the source tree: shown relative to it
         text = text[len(str(ROOT)) + 1:]
-    return text if text == "(required)" else f"`{text}`"
+    return text if text in ("(required)", "unset") else f"`{text}`"
 
 
 def _cell(text: str) -> str:

@@ -1,0 +1,117 @@
+"""Deterministic training of the attribute classifier (used for training, retraining and fine-tuning).
+
+The objective is mean_i l(z_i) + weight_decay/2 * |theta|^2 with l the per-sample loss below; Adam's
+coupled weight decay adds exactly that penalty's gradient, so the unlearner's Hessian
+(mean Hessian of l + weight_decay * I) is the Hessian of the objective that was optimised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from veil.errors import Aborted, InvalidArgument
+
+# (stage, step, total_steps): called as long work advances, e.g. to update a job's progress.
+ProgressFn = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings, recorded in the model card so a retrain reproduces them."""
+
+    seed: int = 0
+    epochs: int = 12
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    weight_decay: float = 5e-4
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise InvalidArgument(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise InvalidArgument(f"batch_size must be >= 1, got {self.batch_size}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise InvalidArgument(f"learning_rate must be finite and > 0, got {self.learning_rate}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise InvalidArgument(f"weight_decay must be finite and >= 0, got {self.weight_decay}")
+        if not 0 <= self.seed < 2 ** 63:
+            raise InvalidArgument(f"seed must be in [0, 2^63), got {self.seed}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        return cls(**{k: data[k] for k in ("seed", "epochs", "batch_size", "learning_rate",
+                                           "weight_decay")})
+
+
+def per_sample_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy summed over the attributes: one loss per sample, shape (N,)."""
+    return F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(dim=1)
+
+
+@contextlib.contextmanager
+def deterministic(seed: int) -> Iterator[None]:
+    """Seed torch's global generator and force deterministic kernels, restoring both afterwards."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        torch.use_deterministic_algorithms(True)
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(previous)
+
+
+def fit(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, config: TrainConfig,
+        progress: ProgressFn | None = None) -> float:
+    """Train `model` in place with Adam; returns the last epoch's mean loss."""
+    if images.shape[0] != targets.shape[0]:
+        raise InvalidArgument(f"{images.shape[0]} images but {targets.shape[0]} label rows")
+    if images.shape[0] == 0:
+        raise InvalidArgument("cannot train on an empty training set")
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate,
+                                 weight_decay=config.weight_decay)
+    shuffle = torch.Generator().manual_seed(config.seed)
+    count = images.shape[0]
+    epoch_loss = math.nan
+    with deterministic(config.seed):
+        model.train()
+        for epoch in range(1, config.epochs + 1):
+            order = torch.randperm(count, generator=shuffle)
+            total = 0.0
+            for start in range(0, count, config.batch_size):
+                batch = order[start:start + config.batch_size]
+                loss = per_sample_loss(model(images[batch]), targets[batch]).mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += float(loss) * batch.numel()
+            epoch_loss = total / count
+            if not math.isfinite(epoch_loss):
+                raise Aborted(f"training diverged: the loss of epoch {epoch} is {epoch_loss}")
+            if progress is not None:
+                progress("train", epoch, config.epochs)
+        model.eval()
+    return epoch_loss
+
+
+def initialise(build: Callable[[], nn.Module], seed: int) -> nn.Module:
+    """Build a model whose initial weights depend only on `seed`."""
+    with deterministic(seed):
+        return build()
+
+
+@torch.no_grad()
+def batched(function: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor,
+            batch_size: int = 256) -> torch.Tensor:
+    """Apply `function` to `inputs` in batches without autograd and concatenate the outputs."""
+    return torch.cat([function(inputs[i:i + batch_size]) for i in range(0, inputs.shape[0], batch_size)])

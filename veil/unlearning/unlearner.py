@@ -1,0 +1,245 @@
+"""Feature unlearning (Warnecke et al., "Machine Unlearning of Features and Labels", NDSS 2023).
+
+Replacing training points Z by Z~ (same labels, different features) moves the optimum of
+    L(theta) = mean_i l(z_i; theta) + weight_decay/2 * |theta|^2        (n = training set size)
+by approximately -H^{-1} Delta / n, where Delta = sum_{z~} grad l(z~) - sum_{z} grad l(z) and H is
+the Hessian of L. Both are kept in these units: the gradient difference is divided by n and H is the
+mean Hessian of l over a sample of the training set plus (weight_decay + damping) * I, so the
+second-order step is the Newton step of the revised objective. The first-order step is
+theta - tau * Delta with Delta in sum units, as in the paper.
+
+The model is an nn.Sequential; an update may be restricted to the last k parameterised blocks, in
+which case the earlier blocks' outputs are computed once and the solver works on the small suffix.
+Nothing is modified in place: an update returns a new state dict, or raises Aborted.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad, jvp
+
+from veil.errors import Aborted, InvalidArgument
+from veil.unlearning.solvers import SolveResult, conjugate_gradient, lissa
+from veil.unlearning.training import ProgressFn, batched, per_sample_loss
+
+SOLVERS = ("cg", "lissa")
+PerSampleLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class UnlearnParams:
+    """Hyperparameters of an update (recorded in the child version's card)."""
+
+    # First order: step size in units of the summed gradient difference.
+    tau: float = 1e-4
+    # Second order: "cg" (conjugate gradient) or "lissa".
+    solver: str = "cg"
+    # Added to the Hessian's diagonal (mean units) to make it positive definite.
+    damping: float = 1e-3
+    # LiSSA: must exceed the largest eigenvalue of the damped Hessian.
+    scale: float = 50.0
+    max_iterations: int = 100
+    # Early stop on the relative residual (CG) or the relative change of the estimate (LiSSA).
+    tolerance: float = 1e-3
+    # Only the last k parameterised blocks (0: all).
+    last_k_layers: int = 0
+    # Training examples on which the Hessian is estimated.
+    hessian_samples: int = 512
+    # Abort when |theta' - theta| exceeds this multiple of |theta| (a runaway step).
+    max_update_ratio: float = 0.5
+    # Fine-tune baseline: epochs over the revised training set.
+    epochs: int = 1
+    # Seeds the Hessian sample and the fine-tune shuffling.
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        finite_positive = {"tau": self.tau, "scale": self.scale, "tolerance": self.tolerance,
+                           "max_update_ratio": self.max_update_ratio}
+        for name, value in finite_positive.items():
+            if not (math.isfinite(value) and value > 0):
+                raise InvalidArgument(f"{name} must be finite and > 0, got {value}")
+        if not (math.isfinite(self.damping) and self.damping >= 0):
+            raise InvalidArgument(f"damping must be finite and >= 0, got {self.damping}")
+        if self.solver not in SOLVERS:
+            raise InvalidArgument(f"solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
+        for name in ("max_iterations", "hessian_samples", "epochs"):
+            if getattr(self, name) < 1:
+                raise InvalidArgument(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.last_k_layers < 0:
+            raise InvalidArgument(f"last_k_layers must be >= 0, got {self.last_k_layers}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class UpdateResult:
+    state_dict: dict[str, torch.Tensor]
+    # Diagnostics for the model card: norms, solver iterations and residual, updated parameters.
+    stats: dict[str, float | int | bool | str] = field(default_factory=dict)
+    wall_time_seconds: float = 0.0
+
+
+def _flatten(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors.values()])
+
+
+class FeatureUnlearner:
+    """First- and second-order feature unlearning for one model (an nn.Sequential)."""
+
+    def __init__(self, model: nn.Sequential, *, weight_decay: float, train_size: int,
+                 last_k_layers: int = 0, loss: PerSampleLoss = per_sample_loss,
+                 batch_size: int = 256) -> None:
+        if not isinstance(model, nn.Sequential):
+            raise InvalidArgument("the unlearner needs an nn.Sequential model")
+        if train_size < 1:
+            raise InvalidArgument(f"train_size must be >= 1, got {train_size}")
+        blocks_with_parameters = [i for i, block in enumerate(model)
+                                  if next(block.parameters(), None) is not None]
+        if last_k_layers > len(blocks_with_parameters):
+            raise InvalidArgument(f"last_k_layers={last_k_layers} but the model has only "
+                                  f"{len(blocks_with_parameters)} parameterised layers")
+        start = blocks_with_parameters[-last_k_layers] if last_k_layers else 0
+        self._model = model.eval()
+        self._prefix = model[:start]
+        self._suffix = model[start:]
+        self._weight_decay = weight_decay
+        self._train_size = train_size
+        self._loss = loss
+        self._batch_size = batch_size
+        self._params = {name: p.detach() for name, p in self._suffix.named_parameters()}
+        self._shapes = {name: p.shape for name, p in self._params.items()}
+        self._grad = grad(self._loss_sum)
+
+    @property
+    def updated_parameter_names(self) -> list[str]:
+        return list(self._params)
+
+    def _loss_sum(self, params: dict[str, torch.Tensor], features: torch.Tensor,
+                  targets: torch.Tensor) -> torch.Tensor:
+        return self._loss(functional_call(self._suffix, params, (features,)), targets).sum()
+
+    def _features(self, images: torch.Tensor) -> torch.Tensor:
+        return batched(self._prefix, images, self._batch_size) if len(self._prefix) else images
+
+    def _unflatten(self, vector: torch.Tensor) -> dict[str, torch.Tensor]:
+        out, offset = {}, 0
+        for name, shape in self._shapes.items():
+            size = math.prod(shape)
+            out[name] = vector[offset:offset + size].view(shape)
+            offset += size
+        return out
+
+    def _gradient_sum(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        total = torch.zeros(sum(math.prod(s) for s in self._shapes.values()),
+                            dtype=next(iter(self._params.values())).dtype)
+        for i in range(0, features.shape[0], self._batch_size):
+            chunk = self._grad(self._params, features[i:i + self._batch_size],
+                               targets[i:i + self._batch_size])
+            total += _flatten(chunk)
+        return total
+
+    def gradient_difference(self, originals: torch.Tensor, replacements: torch.Tensor,
+                            targets: torch.Tensor) -> torch.Tensor:
+        """Delta = sum grad l(Z~) - sum grad l(Z) over the updated parameters (a flat vector)."""
+        if originals.shape != replacements.shape:
+            raise InvalidArgument(f"originals have shape {tuple(originals.shape)} but replacements "
+                                  f"have {tuple(replacements.shape)}")
+        if originals.shape[0] != targets.shape[0]:
+            raise InvalidArgument(f"{originals.shape[0]} pairs but {targets.shape[0]} label rows")
+        if originals.shape[0] == 0:
+            raise InvalidArgument("no replacement pairs")
+        return (self._gradient_sum(self._features(replacements), targets)
+                - self._gradient_sum(self._features(originals), targets))
+
+    def hessian_operator(self, sample_images: torch.Tensor, sample_targets: torch.Tensor,
+                         damping: float, on_product: Callable[[], None] | None = None,
+                         ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """v -> (mean Hessian of l over the sample + (weight_decay + damping) I) v."""
+        if sample_images.shape[0] == 0:
+            raise InvalidArgument("the Hessian sample is empty")
+        features = self._features(sample_images)
+        count = features.shape[0]
+        ridge = self._weight_decay + damping
+
+        def apply(vector: torch.Tensor) -> torch.Tensor:
+            if on_product is not None:
+                on_product()
+            tangent = self._unflatten(vector)
+            total = ridge * vector
+            for i in range(0, count, self._batch_size):
+                f, t = features[i:i + self._batch_size], sample_targets[i:i + self._batch_size]
+                _, product = jvp(lambda p: self._grad(p, f, t), (self._params,), (tangent,))
+                total = total + _flatten(product) / count
+            return total
+
+        return apply
+
+    def first_order(self, originals: torch.Tensor, replacements: torch.Tensor,
+                    targets: torch.Tensor, params: UnlearnParams) -> UpdateResult:
+        started = time.perf_counter()
+        delta = self.gradient_difference(originals, replacements, targets)
+        if not bool(torch.isfinite(delta).all()):
+            raise Aborted("the gradient difference is not finite (NaN or Inf); the update was not applied")
+        result = self._apply(params.tau * delta, params, {"delta_norm": float(delta.norm())})
+        result.wall_time_seconds = time.perf_counter() - started
+        return result
+
+    def second_order(self, originals: torch.Tensor, replacements: torch.Tensor,
+                     targets: torch.Tensor, sample_images: torch.Tensor,
+                     sample_targets: torch.Tensor, params: UnlearnParams,
+                     progress: ProgressFn | None = None) -> UpdateResult:
+        started = time.perf_counter()
+        delta = self.gradient_difference(originals, replacements, targets)
+        rhs = delta / self._train_size
+        products = 0
+
+        def report_product() -> None:
+            nonlocal products
+            products += 1
+            if progress is not None:
+                progress("solve", min(products, params.max_iterations), params.max_iterations)
+
+        operator = self.hessian_operator(sample_images, sample_targets, params.damping,
+                                         report_product)
+        solve: SolveResult
+        if params.solver == "cg":
+            solve = conjugate_gradient(operator, rhs, max_iterations=params.max_iterations,
+                                       tolerance=params.tolerance)
+        else:
+            solve = lissa(operator, rhs, scale=params.scale, max_iterations=params.max_iterations,
+                          tolerance=params.tolerance)
+        if solve.relative_residual > 1.0:
+            raise Aborted(f"the {params.solver} solve diverged: relative residual "
+                          f"{solve.relative_residual:.3g} after {solve.iterations} iterations")
+        stats = {"delta_norm": float(delta.norm()), "solver": params.solver,
+                 "solver_iterations": solve.iterations,
+                 "solver_relative_residual": solve.relative_residual,
+                 "solver_converged": solve.converged, "hessian_vector_products": products,
+                 "hessian_samples": int(sample_images.shape[0])}
+        result = self._apply(solve.x, params, stats)
+        result.wall_time_seconds = time.perf_counter() - started
+        return result
+
+    def _apply(self, step: torch.Tensor, params: UnlearnParams, stats: dict) -> UpdateResult:
+        theta = _flatten(self._params)
+        step_norm, theta_norm = float(step.norm()), float(theta.norm())
+        if not math.isfinite(step_norm):
+            raise Aborted("the update is not finite (NaN or Inf); the update was not applied")
+        if step_norm > params.max_update_ratio * theta_norm:
+            raise Aborted(f"the update's norm {step_norm:.3g} exceeds max_update_ratio="
+                          f"{params.max_update_ratio} times the parameters' norm {theta_norm:.3g}; "
+                          "raise the damping or lower tau")
+        updated = self._unflatten(theta - step)
+        state = {name: tensor.detach().clone() for name, tensor in self._model.state_dict().items()}
+        for name, tensor in updated.items():
+            state[name] = tensor.clone()
+        stats = {**stats, "update_norm": step_norm, "parameter_norm": theta_norm,
+                 "updated_parameters": int(step.numel())}
+        return UpdateResult(state_dict=state, stats=stats)

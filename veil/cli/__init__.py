@@ -14,6 +14,7 @@ import sys
 from veil.errors import VeilError
 
 COMMAND_MODULES: list[str] = [
+    "veil.cli.data",
 ]
 
 

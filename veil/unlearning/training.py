@@ -73,7 +73,9 @@ def deterministic(seed: int) -> Iterator[None]:
 
 def fit(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, config: TrainConfig,
         progress: ProgressFn | None = None) -> float:
-    """Train `model` in place with Adam; returns the last epoch's mean loss."""
+    """Train `model` in place with Adam and a cosine learning-rate decay to zero; returns the last
+    epoch's mean loss. Decaying to zero makes the end point depend little on the last batches, so
+    models trained on nearly the same data agree (what unlearning is compared against)."""
     if images.shape[0] != targets.shape[0]:
         raise InvalidArgument(f"{images.shape[0]} images but {targets.shape[0]} label rows")
     if images.shape[0] == 0:
@@ -82,6 +84,8 @@ def fit(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, config: T
                                  weight_decay=config.weight_decay)
     shuffle = torch.Generator().manual_seed(config.seed)
     count = images.shape[0]
+    steps_per_epoch = math.ceil(count / config.batch_size)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.epochs * steps_per_epoch)
     epoch_loss = math.nan
     with deterministic(config.seed):
         model.train()
@@ -94,7 +98,8 @@ def fit(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, config: T
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                total += float(loss) * batch.numel()
+                schedule.step()
+                total += float(loss.detach()) * batch.numel()
             epoch_loss = total / count
             if not math.isfinite(epoch_loss):
                 raise Aborted(f"training diverged: the loss of epoch {epoch} is {epoch_loss}")

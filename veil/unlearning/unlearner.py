@@ -22,13 +22,16 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
-from torch.func import functional_call, grad, jvp
+from torch.func import functional_call, grad, jvp, vjp
 
 from veil.errors import Aborted, InvalidArgument
 from veil.unlearning.solvers import SolveResult, conjugate_gradient, lissa
 from veil.unlearning.training import ProgressFn, batched, per_sample_loss
 
 SOLVERS = ("cg", "lissa")
+# "hessian": the exact Hessian of the loss; "gauss-newton": its positive semi-definite Gauss-Newton
+# part, which keeps the solve well posed where a network's Hessian has negative curvature.
+CURVATURES = ("hessian", "gauss-newton")
 PerSampleLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -40,6 +43,7 @@ class UnlearnParams:
     tau: float = 1e-4
     # Second order: "cg" (conjugate gradient) or "lissa".
     solver: str = "cg"
+    curvature: str = "hessian"
     # Added to the Hessian's diagonal (mean units) to make it positive definite.
     damping: float = 1e-3
     # LiSSA: must exceed the largest eigenvalue of the damped Hessian.
@@ -66,6 +70,8 @@ class UnlearnParams:
                 raise InvalidArgument(f"{name} must be finite and > 0, got {value}")
         if not (math.isfinite(self.damping) and self.damping >= 0):
             raise InvalidArgument(f"damping must be finite and >= 0, got {self.damping}")
+        if self.curvature not in CURVATURES:
+            raise InvalidArgument(f"curvature must be one of {', '.join(CURVATURES)}, got {self.curvature!r}")
         if self.solver not in SOLVERS:
             raise InvalidArgument(f"solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
         for name in ("max_iterations", "hessian_samples", "epochs"):
@@ -158,12 +164,38 @@ class FeatureUnlearner:
         return (self._gradient_sum(self._features(replacements), targets)
                 - self._gradient_sum(self._features(originals), targets))
 
+    def _hessian_product(self, tangent: dict[str, torch.Tensor], features: torch.Tensor,
+                         targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Exact Hessian-vector product of the summed loss (forward-over-reverse)."""
+        _, product = jvp(lambda p: self._grad(p, features, targets), (self._params,), (tangent,))
+        return product
+
+    def _gauss_newton_product(self, tangent: dict[str, torch.Tensor], features: torch.Tensor,
+                              targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """J^T H_out J v with J the Jacobian of the outputs and H_out the loss's Hessian in output
+        space: the Hessian without its second-derivative-of-the-network term, so it is positive
+        semi-definite for a convex loss (equal to the Hessian when the model is linear)."""
+        def outputs(params: dict[str, torch.Tensor]) -> torch.Tensor:
+            return functional_call(self._suffix, params, (features,))
+
+        logits, output_tangent = jvp(outputs, (self._params,), (tangent,))
+        loss_gradient = grad(lambda z: self._loss(z, targets).sum())
+        _, curved = jvp(loss_gradient, (logits,), (output_tangent,))
+        _, pullback = vjp(outputs, self._params)
+        (product,) = pullback(curved)
+        return product
+
     def hessian_operator(self, sample_images: torch.Tensor, sample_targets: torch.Tensor,
-                         damping: float, on_product: Callable[[], None] | None = None,
+                         damping: float, curvature: str = "hessian",
+                         on_product: Callable[[], None] | None = None,
                          ) -> Callable[[torch.Tensor], torch.Tensor]:
-        """v -> (mean Hessian of l over the sample + (weight_decay + damping) I) v."""
+        """v -> (mean curvature of l over the sample + (weight_decay + damping) I) v, where the
+        curvature is the Hessian or its Gauss-Newton part (see CURVATURES)."""
         if sample_images.shape[0] == 0:
             raise InvalidArgument("the Hessian sample is empty")
+        if curvature not in CURVATURES:
+            raise InvalidArgument(f"curvature must be one of {', '.join(CURVATURES)}, got {curvature!r}")
+        product = self._hessian_product if curvature == "hessian" else self._gauss_newton_product
         features = self._features(sample_images)
         count = features.shape[0]
         ridge = self._weight_decay + damping
@@ -174,9 +206,9 @@ class FeatureUnlearner:
             tangent = self._unflatten(vector)
             total = ridge * vector
             for i in range(0, count, self._batch_size):
-                f, t = features[i:i + self._batch_size], sample_targets[i:i + self._batch_size]
-                _, product = jvp(lambda p: self._grad(p, f, t), (self._params,), (tangent,))
-                total = total + _flatten(product) / count
+                chunk = product(tangent, features[i:i + self._batch_size],
+                                sample_targets[i:i + self._batch_size])
+                total = total + _flatten(chunk) / count
             return total
 
         return apply
@@ -207,7 +239,7 @@ class FeatureUnlearner:
                 progress("solve", min(products, params.max_iterations), params.max_iterations)
 
         operator = self.hessian_operator(sample_images, sample_targets, params.damping,
-                                         report_product)
+                                         params.curvature, report_product)
         solve: SolveResult
         if params.solver == "cg":
             solve = conjugate_gradient(operator, rhs, max_iterations=params.max_iterations,

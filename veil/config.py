@@ -22,12 +22,13 @@ _FALSE = {"0", "false", "no", "off"}
 
 
 def env_field(name: str, default: Any = dataclasses.MISSING, *, doc: str, min: float | None = None,
-              max: float | None = None, choices: tuple[str, ...] | None = None) -> Any:
-    """A dataclass field bound to the environment variable `name`."""
+              max: float | None = None, choices: tuple[str, ...] | None = None,
+              secret: bool = False) -> Any:
+    """A dataclass field bound to the environment variable `name`; `secret` keeps it out of repr."""
     meta = {"env": name, "doc": doc, "min": min, "max": max, "choices": choices}
     if isinstance(default, (list, dict, set)):
         raise TypeError("mutable defaults are not supported")
-    return dataclasses.field(default=default, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta, repr=not secret)
 
 
 def _parse(kind: Any, name: str, raw: str) -> Any:
@@ -56,9 +57,18 @@ def _parse(kind: Any, name: str, raw: str) -> Any:
     raise TypeError(f"unsupported config type {kind!r} for {name}")
 
 
-def from_env(cls: type[T], environ: Mapping[str, str] | None = None) -> T:
-    """Build `cls` (a dataclass of env_field fields) from `environ` (default os.environ)."""
+def from_env(cls: type[T], environ: Mapping[str, str] | None = None,
+             defaults: Mapping[str, Any] | None = None) -> T:
+    """Build `cls` (a dataclass of env_field fields) from `environ` (default os.environ).
+
+    `defaults` (by field name) replace the dataclass defaults, e.g. a service's own port; the
+    environment still wins.
+    """
     environ = os.environ if environ is None else environ
+    defaults = defaults or {}
+    unknown = set(defaults) - {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    if unknown:
+        raise TypeError(f"unknown config fields in defaults: {', '.join(sorted(unknown))}")
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
@@ -70,9 +80,10 @@ def from_env(cls: type[T], environ: Mapping[str, str] | None = None) -> T:
             kind, optional = args[0], True
         raw = environ.get(name)
         if raw is None or (raw == "" and optional):
-            if f.default is dataclasses.MISSING:
+            default = defaults.get(f.name, f.default)
+            if default is dataclasses.MISSING:
                 raise ConfigError(f"{name} is required: {f.metadata['doc']}")
-            values[f.name] = f.default
+            values[f.name] = default
             continue
         value = _parse(kind, name, raw)
         lo, hi, choices = f.metadata["min"], f.metadata["max"], f.metadata["choices"]

@@ -1,0 +1,5 @@
+"""Alembic environment of the gateway's tables; run through `python -m veil.db migrate --service gateway`."""
+
+from veil.db import run_migrations_from_env
+
+run_migrations_from_env()

@@ -1,0 +1,1 @@
+pytest_plugins = ["fixtures_store", "fixtures_db", "fixtures_diffusion"]

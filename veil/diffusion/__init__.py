@@ -1,0 +1,1 @@
+"""Diffusion-DP: the conditional diffusion autoencoder, DP mechanisms, anonymisation, evaluation."""

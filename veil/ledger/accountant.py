@@ -1,0 +1,89 @@
+"""Composition of a subject's ledger events with dp-accounting's PLD accountant (REPLACE_ONE).
+
+dp-accounting 0.6.0 has two gaps this module works around, both pinned by tests:
+- PLDAccountant refuses LaplaceDpEvent under REPLACE_ONE (it only knows the add/remove form).
+  `ReplaceOneAccountant` composes it with sensitivity 2 in noise-multiplier units, the same
+  convention dp-accounting applies to its REPLACE_ONE Gaussian (see veil.ledger.events).
+- `compose(RandomizedResponseDpEvent, count)` ignores `count`; events are therefore always
+  composed one at a time, never as a SelfComposedDpEvent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable
+
+from dp_accounting import dp_event
+from dp_accounting.pld import privacy_loss_distribution
+from dp_accounting.pld.pld_privacy_accountant import PLDAccountant
+from dp_accounting.privacy_accountant import NeighboringRelation
+
+from veil.config import env_field
+from veil.errors import ConfigError
+from veil.ledger.events import LedgerEvent
+
+# Replacing a value moves a clipped sum by twice the clipping norm.
+REPLACE_ONE_SENSITIVITY = 2.0
+
+
+class ReplaceOneAccountant(PLDAccountant):
+    """PLDAccountant(REPLACE_ONE) that also composes LaplaceDpEvent (see module docstring)."""
+
+    def __init__(self, value_discretization_interval: float = 1e-4) -> None:
+        super().__init__(NeighboringRelation.REPLACE_ONE, value_discretization_interval)
+
+    def _maybe_compose(self, event: dp_event.DpEvent, count: int, do_compose: bool):
+        if not isinstance(event, dp_event.LaplaceDpEvent):
+            return super()._maybe_compose(event, count, do_compose)
+        if do_compose:
+            laplace = privacy_loss_distribution.from_laplace_mechanism(
+                parameter=event.noise_multiplier, sensitivity=REPLACE_ONE_SENSITIVITY,
+                value_discretization_interval=self._value_discretization_interval)
+            self._pld = self._pld.compose(laplace.self_compose(count))
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class LedgerConfig:
+    cap: float = env_field("VEIL_LEDGER_CAP", 10.0, min=0.0,
+                           doc="cap on a subject's composed epsilon; releases past it are refused")
+    delta: float = env_field("VEIL_LEDGER_DELTA", 1e-6, min=0.0, max=1.0,
+                             doc="delta at which the composed epsilon is reported and capped")
+    discretization: float = env_field(
+        "VEIL_LEDGER_DISCRETIZATION", 1e-3, min=0.0, max=0.1,
+        doc="PLD value discretization interval (pessimistic: a coarser grid only over-counts)")
+
+    def __post_init__(self) -> None:
+        if not self.cap > 0:
+            raise ConfigError(f"VEIL_LEDGER_CAP={self.cap!r}: must be > 0")
+        if not 0 < self.delta < 1:
+            raise ConfigError(f"VEIL_LEDGER_DELTA={self.delta!r}: must be in (0, 1)")
+        if not self.discretization > 0:
+            raise ConfigError(f"VEIL_LEDGER_DISCRETIZATION={self.discretization!r}: must be > 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class Composition:
+    """Spent budget: PLD composition at `delta`, and the plain sum of nominal eps beside it."""
+
+    composed_epsilon: float
+    sum_epsilon: float
+    delta: float
+    event_count: int
+
+
+def compose(events: Iterable[LedgerEvent], delta: float, discretization: float = 1e-3) -> Composition:
+    """Compose `events` (in any order: composition is commutative) and report eps at `delta`."""
+    accountant = ReplaceOneAccountant(value_discretization_interval=discretization)
+    total, count = 0.0, 0
+    for event in events:
+        accountant.compose(event.to_dp_event())
+        total += event.epsilon
+        count += 1
+    composed = accountant.get_epsilon(delta) if count else 0.0
+    # A pure-DP composition can come out a hair below zero from floating point.
+    composed = max(0.0, float(composed))
+    if not math.isfinite(composed):
+        raise ArithmeticError(f"composition of {count} events is not finite: {composed}")
+    return Composition(composed, total, delta, count)

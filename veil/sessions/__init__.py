@@ -1,0 +1,73 @@
+"""The gateway's state: sessions and rounds, releases and the privacy ledger, idempotency keys,
+the audit log, the unlearning queue and retention, all in SQL (PostgreSQL or SQLite), plus the
+feedback controller. Plain Python: the gateway servicer is a thin layer on `GatewayState`.
+
+How a servicer drives it (`state = GatewayState.from_env()`; every call names the tenant the
+caller's token maps to, and raises veil.errors types that map to gRPC codes):
+
+- CreateSession: `state.sessions.create_session(...)`, generate round 1 with the anonymizer,
+  `state.sessions.add_round(...)`; on an anonymizer failure `fail_session`.
+- MORE / LESS / SET_EPSILON: `rounds = state.sessions.rounds(...)`,
+  `nxt = plan_next_round(rounds, kind, state.controller, requested)`,
+  `state.sessions.record_feedback(..., next_settings=nxt)`, generate, `add_round(settings=nxt)`.
+  On restart, a latest round with feedback and no successor is regenerated from its
+  `next_settings`.
+- ACCEPT k: `result = state.releases.accept(...)` (charges the ledger or raises
+  FailedPrecondition before anything exists), then copy `result.release.source` to
+  `result.release.target` in the object store, then `state.releases.mark_published(...)`.
+  A recovery loop finishes `state.releases.pending_releases(older_than=...)` the same way.
+- Request ids: `state.idempotency.claim / complete / abandon` (see veil.sessions.idempotency).
+- Unlearning dispatcher: `state.unlearning.models_waiting / claim_batch / mark_submitted /
+  mark_done / mark_failed`, resuming `batches(BATCHED | SUBMITTED)` after a restart.
+- Retention: `state.retention.originals_due()`, delete each object, `mark_original_deleted`.
+- GetLedger: `state.ledger.summary(...)` and `state.ledger.entries(...)`.
+"""
+
+from veil.sessions.audit import AuditLog, AuditRecord
+from veil.sessions.controller import (
+    ControllerConfig,
+    Step,
+    next_budget,
+    plan_next_round,
+    validate_budget,
+)
+from veil.sessions.idempotency import Claim, IdempotencyConfig, IdempotencyStore, Replay
+from veil.sessions.ledger_store import LedgerStore
+from veil.sessions.models import (
+    AcceptResult,
+    Candidate,
+    Charge,
+    FeedbackKind,
+    LedgerEntryRecord,
+    LedgerSummary,
+    PrivacySettings,
+    ReleaseRecord,
+    ReleaseState,
+    RoundRecord,
+    SessionRecord,
+    SessionState,
+    StoredObject,
+)
+from veil.sessions.releases import ReleaseStore
+from veil.sessions.state import SERVICE, GatewayState
+from veil.sessions.store import SessionStore
+from veil.sessions.unlearning import (
+    DueOriginal,
+    Retention,
+    RetentionConfig,
+    RetentionPolicy,
+    UnlearningBatch,
+    UnlearningQueue,
+    UnlearningRequest,
+    UnlearningStatus,
+)
+
+__all__ = [
+    "SERVICE", "AcceptResult", "AuditLog", "AuditRecord", "Candidate", "Charge", "Claim",
+    "ControllerConfig", "DueOriginal", "FeedbackKind", "GatewayState", "IdempotencyConfig",
+    "IdempotencyStore", "LedgerEntryRecord", "LedgerStore", "LedgerSummary", "PrivacySettings",
+    "ReleaseRecord", "ReleaseState", "ReleaseStore", "Replay", "Retention", "RetentionConfig",
+    "RetentionPolicy", "RoundRecord", "SessionRecord", "SessionState", "SessionStore", "Step",
+    "StoredObject", "UnlearningBatch", "UnlearningQueue", "UnlearningRequest", "UnlearningStatus",
+    "next_budget", "plan_next_round", "validate_budget",
+]

@@ -1,0 +1,242 @@
+"""Value types of the gateway's state: what the repository takes and returns (no SQL, no gRPC)."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from veil.errors import InvalidArgument
+from veil.ledger import IDENTITY, LedgerEvent, Mechanism, ReleaseSpend, require_epsilon
+from veil.ledger.events import parse_mechanism
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+MAX_LEVEL = 10
+
+
+class SessionState(str, enum.Enum):
+    ACTIVE = "active"
+    ACCEPTED = "accepted"
+    CLOSED = "closed"
+    FAILED = "failed"
+
+
+class FeedbackKind(str, enum.Enum):
+    MORE_PRIVACY = "more_privacy"
+    LESS_PRIVACY = "less_privacy"
+    SET_EPSILON = "set_epsilon"
+    ACCEPT = "accept"
+
+
+class ReleaseState(str, enum.Enum):
+    PENDING = "pending"        # charged, not yet copied to its published key
+    PUBLISHED = "published"
+
+
+def require_sha256(value: str, what: str) -> str:
+    if not isinstance(value, str) or not _SHA256.fullmatch(value):
+        raise InvalidArgument(f"{what}: expected a lowercase hex sha256, got {value!r}")
+    return value
+
+
+def require_id(value: str, what: str, max_len: int = 128) -> str:
+    if not isinstance(value, str) or not value or len(value) > max_len or not value.isprintable():
+        raise InvalidArgument(f"{what} must be 1..{max_len} printable characters, got {value!r}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredObject:
+    """An object-store reference: bucket, key (relative to the tenant's prefix), content hash."""
+
+    bucket: str
+    key: str
+    sha256: str
+    size: int
+    content_type: str
+    width: int = 0
+    height: int = 0
+
+    def __post_init__(self) -> None:
+        require_id(self.bucket, "bucket", 63)
+        require_id(self.key, "object key", 1024)
+        require_sha256(self.sha256, f"sha256 of {self.key}")
+        if self.size < 0 or self.width < 0 or self.height < 0:
+            raise InvalidArgument(f"{self.key}: size and geometry must be >= 0")
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StoredObject:
+        return cls(**data)
+
+
+@dataclasses.dataclass(frozen=True)
+class PrivacySettings:
+    """The eps of one round: per protected attribute, identity (0: identity not protected), rho.
+
+    `level` is the level of the documented table the values came from, or -1 when they came
+    from the controller or the owner.
+    """
+
+    attribute_epsilon: Mapping[str, float]
+    identity_epsilon: float
+    rho: float
+    level: int
+    mechanism: Mechanism = Mechanism.RANDOMIZED_RESPONSE
+
+    def __post_init__(self) -> None:
+        eps = {str(k): require_epsilon(v, k) for k, v in dict(self.attribute_epsilon).items()}
+        if IDENTITY in eps:
+            raise InvalidArgument(f"{IDENTITY!r} is not an attribute; use identity_epsilon")
+        object.__setattr__(self, "attribute_epsilon", dict(sorted(eps.items())))
+        identity = float(self.identity_epsilon)
+        if identity != 0:
+            identity = require_epsilon(identity, IDENTITY)
+        object.__setattr__(self, "identity_epsilon", identity)
+        if not (math.isfinite(self.rho) and 0 <= self.rho <= 1):
+            raise InvalidArgument(f"rho must be in [0, 1], got {self.rho!r}")
+        if not -1 <= self.level <= MAX_LEVEL:
+            raise InvalidArgument(f"level must be in 0..{MAX_LEVEL} (or -1: explicit), got {self.level}")
+        object.__setattr__(self, "mechanism", parse_mechanism(self.mechanism, "attribute mechanism"))
+
+    def budget(self) -> dict[str, float]:
+        """eps per protected attribute plus "identity" when identity is protected."""
+        budget = dict(self.attribute_epsilon)
+        if self.identity_epsilon > 0:
+            budget[IDENTITY] = self.identity_epsilon
+        return budget
+
+    def with_budget(self, budget: Mapping[str, float]) -> PrivacySettings:
+        """These settings with eps replaced from `budget` (keys as in `budget()`); level -1."""
+        attributes = {k: budget.get(k, v) for k, v in self.attribute_epsilon.items()}
+        identity = budget.get(IDENTITY, self.identity_epsilon)
+        return dataclasses.replace(self, attribute_epsilon=attributes, identity_epsilon=identity,
+                                   level=-1)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"attribute_epsilon": dict(self.attribute_epsilon),
+                "identity_epsilon": self.identity_epsilon, "rho": self.rho, "level": self.level,
+                "mechanism": self.mechanism.value}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PrivacySettings:
+        return cls(**data)
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """One generated image of a round. `spend` is what accepting it charges; `receipt` is the
+    anonymizer's receipt as JSON, kept opaque for the servicer to return to clients."""
+
+    index: int
+    image: StoredObject
+    spend: ReleaseSpend
+    model_version: str
+    receipt: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "image": self.image.to_json(), "spend": self.spend.to_json(),
+                "model_version": self.model_version, "receipt": dict(self.receipt)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Candidate:
+        return cls(index=data["index"], image=StoredObject.from_json(data["image"]),
+                   spend=ReleaseSpend.from_json(data["spend"]),
+                   model_version=data["model_version"], receipt=data["receipt"])
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundRecord:
+    session_id: str
+    number: int
+    settings: PrivacySettings
+    candidates: tuple[Candidate, ...]
+    feedback: FeedbackKind | None
+    next_settings: PrivacySettings | None   # what the feedback asked the next round to use
+    created_at: datetime
+    feedback_at: datetime | None
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionRecord:
+    session_id: str
+    tenant: str
+    subject_id: str
+    state: SessionState
+    protect: tuple[str, ...]
+    original: StoredObject
+    settings: PrivacySettings          # the starting settings; each round carries its own
+    candidates_per_round: int
+    seed: int
+    round_count: int
+    created_at: datetime
+    updated_at: datetime
+    original_deleted_at: datetime | None
+
+
+@dataclasses.dataclass(frozen=True)
+class ReleaseRecord:
+    release_id: str
+    tenant: str
+    session_id: str
+    subject_id: str
+    request_id: str
+    round_number: int
+    candidate_index: int
+    receipt_id: str
+    source: StoredObject               # the candidate object
+    target: StoredObject               # where it is published (same bytes)
+    state: ReleaseState
+    ledger_entry_id: str
+    created_at: datetime
+    published_at: datetime | None
+
+
+@dataclasses.dataclass(frozen=True)
+class LedgerSummary:
+    subject_id: str
+    composed_epsilon: float
+    sum_epsilon: float
+    delta: float
+    cap: float
+    entry_count: int
+
+    @property
+    def remaining(self) -> float:
+        return max(0.0, self.cap - self.composed_epsilon)
+
+
+@dataclasses.dataclass(frozen=True)
+class LedgerEntryRecord:
+    entry_id: str
+    subject_id: str
+    session_id: str | None
+    receipt_id: str
+    epsilon: float                     # nominal eps of this release (its share of the plain sum)
+    events: tuple[LedgerEvent, ...]
+    composed_after: float
+    created_at: datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class Charge:
+    entry: LedgerEntryRecord
+    summary: LedgerSummary             # totals after the charge
+
+
+@dataclasses.dataclass(frozen=True)
+class AcceptResult:
+    """What `SessionStore.accept` committed. `replayed` is True when the same request had
+    already been accepted (nothing new was charged)."""
+
+    session: SessionRecord
+    release: ReleaseRecord
+    charge: Charge
+    unlearning_request_ids: tuple[str, ...]
+    replayed: bool

@@ -29,23 +29,37 @@ PROBE_L2 = 1e-2
 
 @dataclass(frozen=True)
 class EvaluationData:
-    """Test split and the revised subjects' originals, with task and protected labels (0/1)."""
+    """Test split and the revised subjects' originals, with task and protected labels (0/1).
+    Without originals (a model nothing was unlearned from) only the test metrics apply."""
 
     test_images: torch.Tensor
     test_targets: torch.Tensor
-    test_protected: torch.Tensor
-    original_images: torch.Tensor
-    original_targets: torch.Tensor
-    original_protected: torch.Tensor
+    test_protected: torch.Tensor | None = None
+    original_images: torch.Tensor | None = None
+    original_targets: torch.Tensor | None = None
+    original_protected: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
-        if not (self.test_images.shape[0] == self.test_targets.shape[0] == self.test_protected.shape[0]):
-            raise InvalidArgument("test images, targets and protected labels differ in length")
-        if not (self.original_images.shape[0] == self.original_targets.shape[0]
-                == self.original_protected.shape[0]):
-            raise InvalidArgument("original images, targets and protected labels differ in length")
-        if self.test_images.shape[0] == 0 or self.original_images.shape[0] == 0:
-            raise InvalidArgument("evaluation needs test images and at least one revised original")
+        if self.test_images.shape[0] != self.test_targets.shape[0] or self.test_images.shape[0] == 0:
+            raise InvalidArgument("evaluation needs test images, one label row each")
+        originals = (self.test_protected, self.original_images, self.original_targets,
+                     self.original_protected)
+        if any(t is None for t in originals) != all(t is None for t in originals):
+            raise InvalidArgument("give all of the originals' images and labels and the test split's "
+                                  "protected labels, or none")
+        if self.has_originals and not (
+                self.test_protected.shape[0] == self.test_images.shape[0]
+                and self.original_images.shape[0] == self.original_targets.shape[0]
+                == self.original_protected.shape[0] > 0):
+            raise InvalidArgument("originals' images and labels differ in length, or are empty")
+
+    @property
+    def has_originals(self) -> bool:
+        return self.original_images is not None
+
+    @classmethod
+    def test_only(cls, images: torch.Tensor, targets: torch.Tensor) -> EvaluationData:
+        return cls(images, targets)
 
 
 def predictions(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -116,11 +130,10 @@ def membership_auc(model: nn.Module, data: EvaluationData) -> float:
 def evaluate(model: nn.Sequential, data: EvaluationData,
              reference: nn.Sequential | None = None) -> dict[str, float]:
     """Every metric of the module docstring; the comparisons only when a reference is given."""
-    metrics = {
-        "test_accuracy": test_accuracy(model, data.test_images, data.test_targets),
-        "probe_leakage": probe_leakage(model, data),
-        "mia_auc": membership_auc(model, data),
-    }
+    metrics = {"test_accuracy": test_accuracy(model, data.test_images, data.test_targets)}
+    if data.has_originals:
+        metrics["probe_leakage"] = probe_leakage(model, data)
+        metrics["mia_auc"] = membership_auc(model, data)
     if reference is not None:
         metrics["agreement"] = agreement(model, reference, data.test_images)
         metrics["l2_distance"] = parameter_distance(model, reference)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -24,63 +26,85 @@ from veil.unlearning.unlearner import FeatureUnlearner, UnlearnParams, UpdateRes
 METHODS = ("first", "second", "finetune", "retrain")
 
 
-@dataclass(frozen=True)
-class Revision:
-    """A training set after replacing originals, and the replacement pairs themselves."""
+class TrainingSet(Protocol):
+    """The revised training set, loaded only as far as a method needs it."""
 
-    train_images: torch.Tensor
-    train_targets: torch.Tensor
-    original_images: torch.Tensor
-    replacement_images: torch.Tensor
-    # Labels of the pairs: a replacement keeps its original's labels.
-    pair_targets: torch.Tensor
+    @property
+    def size(self) -> int: ...
+
+    def load(self, positions: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images, targets) at `positions` (default: all), in that order."""
+
+
+@dataclass(frozen=True)
+class InMemoryTrainingSet:
+    images: torch.Tensor
+    targets: torch.Tensor
+
+    @property
+    def size(self) -> int:
+        return int(self.images.shape[0])
+
+    def load(self, positions: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if positions is None:
+            return self.images, self.targets
+        index = torch.as_tensor(list(positions), dtype=torch.long)
+        return self.images[index], self.targets[index]
+
+
+@dataclass(frozen=True)
+class PairTensors:
+    """Originals, their replacements and their labels (a replacement keeps its original's)."""
+
+    originals: torch.Tensor
+    replacements: torch.Tensor
+    targets: torch.Tensor
 
     def __post_init__(self) -> None:
-        if self.original_images.shape != self.replacement_images.shape:
+        if self.originals.shape != self.replacements.shape:
             raise InvalidArgument(
-                f"originals have shape {tuple(self.original_images.shape)} but replacements have "
-                f"{tuple(self.replacement_images.shape)}")
-        if self.original_images.shape[1:] != self.train_images.shape[1:]:
-            raise InvalidArgument(
-                f"pair images have shape {tuple(self.original_images.shape[1:])} but training "
-                f"images have {tuple(self.train_images.shape[1:])}")
-        if self.original_images.shape[0] == 0:
+                f"originals have shape {tuple(self.originals.shape)} but replacements have "
+                f"{tuple(self.replacements.shape)}")
+        if self.originals.shape[0] != self.targets.shape[0]:
+            raise InvalidArgument(f"{self.originals.shape[0]} pairs but {self.targets.shape[0]} label rows")
+        if self.originals.shape[0] == 0:
             raise InvalidArgument("no replacement pairs")
 
 
-def hessian_sample(revision: Revision, params: UnlearnParams) -> tuple[torch.Tensor, torch.Tensor]:
-    """`params.hessian_samples` training examples, drawn without replacement with `params.seed`."""
-    count = revision.train_images.shape[0]
-    order = torch.randperm(count, generator=torch.Generator().manual_seed(params.seed))
-    chosen = order[:params.hessian_samples]
-    return revision.train_images[chosen], revision.train_targets[chosen]
+def hessian_positions(size: int, params: UnlearnParams) -> list[int]:
+    """`params.hessian_samples` training positions, drawn without replacement with `params.seed`."""
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(params.seed))
+    return sorted(order[:params.hessian_samples].tolist())
 
 
 def update_model(method: str, parent: nn.Sequential, spec: ClassifierSpec, config: TrainConfig,
-                 revision: Revision, params: UnlearnParams,
+                 pairs: PairTensors, training: TrainingSet, params: UnlearnParams,
                  progress: ProgressFn | None = None) -> UpdateResult:
-    """Apply `method` to `parent` (left unchanged); the result holds the new state dict."""
+    """Apply `method` to `parent` (left unchanged); the result holds the new state dict.
+    `training` is the revised training set (pairs' replacements in place of their originals)."""
     if method not in METHODS:
         raise InvalidArgument(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    expected = (3, spec.image_size, spec.image_size)
+    if tuple(pairs.originals.shape[1:]) != expected:
+        raise InvalidArgument(f"pair images have shape {tuple(pairs.originals.shape[1:])}; the model "
+                              f"takes {expected}")
     if method in ("first", "second"):
         unlearner = FeatureUnlearner(parent, weight_decay=config.weight_decay,
-                                     train_size=revision.train_images.shape[0],
-                                     last_k_layers=params.last_k_layers)
+                                     train_size=training.size, last_k_layers=params.last_k_layers)
         if method == "first":
-            return unlearner.first_order(revision.original_images, revision.replacement_images,
-                                         revision.pair_targets, params)
-        sample_images, sample_targets = hessian_sample(revision, params)
-        return unlearner.second_order(revision.original_images, revision.replacement_images,
-                                      revision.pair_targets, sample_images, sample_targets, params,
-                                      progress)
+            return unlearner.first_order(pairs.originals, pairs.replacements, pairs.targets, params)
+        sample_images, sample_targets = training.load(hessian_positions(training.size, params))
+        return unlearner.second_order(pairs.originals, pairs.replacements, pairs.targets,
+                                      sample_images, sample_targets, params, progress)
+    images, targets = training.load()
     started = time.perf_counter()
     if method == "retrain":
         model = initialise(lambda: build_classifier(spec), config.seed)
-        loss = fit(model, revision.train_images, revision.train_targets, config, progress)
+        loss = fit(model, images, targets, config, progress)
     else:
         model = copy.deepcopy(parent)
         tuning = dataclasses.replace(config, epochs=params.epochs, seed=params.seed)
-        loss = fit(model, revision.train_images, revision.train_targets, tuning, progress)
+        loss = fit(model, images, targets, tuning, progress)
     state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
     return UpdateResult(state_dict=state, stats={"final_train_loss": loss},
                         wall_time_seconds=time.perf_counter() - started)

@@ -41,7 +41,7 @@ class ClassifierSpec:
                 f"(one 2x pooling per conv block)")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "channels": list(self.channels)}
 
     @classmethod
     def from_dict(cls, data: dict) -> ClassifierSpec:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -69,3 +70,37 @@ def load_manifest(store: ObjectStore, manifest: Manifest, image_size: int | None
     test = read_images(store, [e.object for e in manifest.test], image_size or train.shape[1])
     return ManifestTensors(images_to_tensor(train), label_tensor(manifest.train, columns),
                            images_to_tensor(test), label_tensor(manifest.test, columns))
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(image, "RGB").save(out, format="PNG")
+    return out.getvalue()
+
+
+def import_celeba(store: ObjectStore, root: str | Path, prefix: str,
+                  protected: Sequence[str], size: int | None = None) -> tuple[Manifest, str]:
+    """Upload a CelebA-format data set (PNG, resized to `size` when given) under `prefix` and
+    write its manifest next to the images; returns the manifest and its key.
+
+    The train split (partition 0) is the training set and the test split (2) the test set; the
+    validation split is not used.
+    """
+    from veil.data.celeba import load_celeba
+
+    data = load_celeba(root, size=size)
+    for name in protected:
+        data.attribute_index(name)  # InvalidArgument naming the attributes there are
+    splits: dict[int, list[ManifestEntry]] = {0: [], 2: []}
+    for row, filename in enumerate(data.filenames):
+        split = int(data.partition[row])
+        if split not in splits:
+            continue
+        stem = filename.rsplit(".", 1)[0]
+        info = store.put(f"{prefix}/{stem}.png", encode_png(data.images[row]), content_type="image/png")
+        labels = tuple(int(v > 0) for v in data.attributes[row])
+        splits[split].append(ManifestEntry(ObjectRef(store.bucket, info.key, info.sha256 or ""), labels))
+    manifest = Manifest(tuple(data.attribute_names), tuple(protected), tuple(splits[0]), tuple(splits[2]))
+    key = f"{prefix}/manifest.json"
+    store.put(key, manifest.to_bytes(), content_type="application/json")
+    return manifest, key

@@ -21,7 +21,8 @@ from torch import nn
 from veil.errors import InvalidArgument
 from veil.unlearning.classifier import ClassifierSpec, build_classifier
 from veil.unlearning.training import ProgressFn, TrainConfig, fit, initialise
-from veil.unlearning.unlearner import FeatureUnlearner, UnlearnParams, UpdateResult
+from veil.unlearning.params import UnlearnParams
+from veil.unlearning.unlearner import FeatureUnlearner, UpdateResult
 
 METHODS = ("first", "second", "finetune", "retrain")
 

@@ -98,4 +98,7 @@ def lissa(apply_a: MatVec, b: torch.Tensor, *, scale: float, max_iterations: int
     residual_vector = apply_a(x) - b
     _check_finite(residual_vector, "a Hessian-vector product")
     residual = float(torch.linalg.vector_norm(residual_vector)) / b_norm
+    if residual > 1.0:
+        raise Aborted(f"LiSSA did not converge: relative residual {residual:.3g} after {iterations} "
+                      "iterations is worse than no update; raise max_iterations or the damping")
     return SolveResult(x, iterations, residual, change <= tolerance)

@@ -4,8 +4,10 @@ Replacing training points Z by Z~ (same labels, different features) moves the op
     L(theta) = mean_i l(z_i; theta) + weight_decay/2 * |theta|^2        (n = training set size)
 by approximately -H^{-1} Delta / n, where Delta = sum_{z~} grad l(z~) - sum_{z} grad l(z) and H is
 the Hessian of L. Both are kept in these units: the gradient difference is divided by n and H is the
-mean Hessian of l over a sample of the training set plus (weight_decay + damping) * I, so the
-second-order step is the Newton step of the revised objective. The first-order step is
+mean curvature of l over a sample of the training set plus (weight_decay + damping) * I, so the
+second-order step is the Newton step of the revised objective. The curvature is the exact Hessian
+or its Gauss-Newton part (positive semi-definite, so the solve stays well posed on a network whose
+Hessian has negative curvature; identical for a linear model). The first-order step is
 theta - tau * Delta with Delta in sum units, as in the paper.
 
 The model is an nn.Sequential; an update may be restricted to the last k parameterised blocks, in
@@ -18,70 +20,18 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from torch.func import functional_call, grad, jvp, vjp
+from torch.func import functional_call, grad
 
 from veil.errors import Aborted, InvalidArgument
+from veil.unlearning.params import CURVATURES, UnlearnParams
 from veil.unlearning.solvers import SolveResult, conjugate_gradient, lissa
 from veil.unlearning.training import ProgressFn, batched, per_sample_loss
 
-SOLVERS = ("cg", "lissa")
-# "hessian": the exact Hessian of the loss; "gauss-newton": its positive semi-definite Gauss-Newton
-# part, which keeps the solve well posed where a network's Hessian has negative curvature.
-CURVATURES = ("hessian", "gauss-newton")
 PerSampleLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class UnlearnParams:
-    """Hyperparameters of an update (recorded in the child version's card)."""
-
-    # First order: step size in units of the summed gradient difference.
-    tau: float = 1e-4
-    # Second order: "cg" (conjugate gradient) or "lissa".
-    solver: str = "cg"
-    curvature: str = "hessian"
-    # Added to the Hessian's diagonal (mean units) to make it positive definite.
-    damping: float = 1e-3
-    # LiSSA: must exceed the largest eigenvalue of the damped Hessian.
-    scale: float = 50.0
-    max_iterations: int = 100
-    # Early stop on the relative residual (CG) or the relative change of the estimate (LiSSA).
-    tolerance: float = 1e-3
-    # Only the last k parameterised blocks (0: all).
-    last_k_layers: int = 0
-    # Training examples on which the Hessian is estimated.
-    hessian_samples: int = 512
-    # Abort when |theta' - theta| exceeds this multiple of |theta| (a runaway step).
-    max_update_ratio: float = 0.5
-    # Fine-tune baseline: epochs over the revised training set.
-    epochs: int = 1
-    # Seeds the Hessian sample and the fine-tune shuffling.
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        finite_positive = {"tau": self.tau, "scale": self.scale, "tolerance": self.tolerance,
-                           "max_update_ratio": self.max_update_ratio}
-        for name, value in finite_positive.items():
-            if not (math.isfinite(value) and value > 0):
-                raise InvalidArgument(f"{name} must be finite and > 0, got {value}")
-        if not (math.isfinite(self.damping) and self.damping >= 0):
-            raise InvalidArgument(f"damping must be finite and >= 0, got {self.damping}")
-        if self.curvature not in CURVATURES:
-            raise InvalidArgument(f"curvature must be one of {', '.join(CURVATURES)}, got {self.curvature!r}")
-        if self.solver not in SOLVERS:
-            raise InvalidArgument(f"solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
-        for name in ("max_iterations", "hessian_samples", "epochs"):
-            if getattr(self, name) < 1:
-                raise InvalidArgument(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.last_k_layers < 0:
-            raise InvalidArgument(f"last_k_layers must be >= 0, got {self.last_k_layers}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -94,6 +44,43 @@ class UpdateResult:
 
 def _flatten(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.cat([t.reshape(-1) for t in tensors.values()])
+
+
+class _CurvatureChunk:
+    """Part of the Hessian sample with its autograd graph built once, so that each curvature-vector
+    product is backward passes through that graph (double backward), not a new forward pass."""
+
+    def __init__(self, suffix: nn.Module, params: dict[str, torch.Tensor], features: torch.Tensor,
+                 targets: torch.Tensor, loss: PerSampleLoss, curvature: str) -> None:
+        self._curvature = curvature
+        self._params = [p.detach().requires_grad_() for p in params.values()]
+        with torch.enable_grad():
+            outputs = functional_call(suffix, dict(zip(params, self._params)), (features,))
+            if curvature == "hessian":
+                self._gradient = torch.autograd.grad(loss(outputs, targets).sum(), self._params,
+                                                     create_graph=True)
+                return
+            # Gauss-Newton J^T H_out J: J v is the derivative of u -> J^T u (linear in u) taken
+            # against v; H_out is the loss's Hessian in output space.
+            self._outputs = outputs
+            self._probe = torch.zeros_like(outputs, requires_grad=True)
+            self._pullback = torch.autograd.grad(outputs, self._params, self._probe, create_graph=True)
+            self._logits = outputs.detach().requires_grad_()
+            (self._loss_gradient,) = torch.autograd.grad(loss(self._logits, targets).sum(),
+                                                         self._logits, create_graph=True)
+
+    def product(self, tangents: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """Summed curvature of the chunk's per-sample losses applied to `tangents`."""
+        with torch.enable_grad():
+            if self._curvature == "hessian":
+                return torch.autograd.grad(self._gradient, self._params, tangents, retain_graph=True,
+                                           materialize_grads=True)
+            (jacobian_tangent,) = torch.autograd.grad(self._pullback, self._probe, tangents,
+                                                      retain_graph=True)
+            (curved,) = torch.autograd.grad(self._loss_gradient, self._logits, jacobian_tangent,
+                                            retain_graph=True)
+            return torch.autograd.grad(self._outputs, self._params, curved, retain_graph=True,
+                                       materialize_grads=True)
 
 
 class FeatureUnlearner:
@@ -164,27 +151,6 @@ class FeatureUnlearner:
         return (self._gradient_sum(self._features(replacements), targets)
                 - self._gradient_sum(self._features(originals), targets))
 
-    def _hessian_product(self, tangent: dict[str, torch.Tensor], features: torch.Tensor,
-                         targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Exact Hessian-vector product of the summed loss (forward-over-reverse)."""
-        _, product = jvp(lambda p: self._grad(p, features, targets), (self._params,), (tangent,))
-        return product
-
-    def _gauss_newton_product(self, tangent: dict[str, torch.Tensor], features: torch.Tensor,
-                              targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        """J^T H_out J v with J the Jacobian of the outputs and H_out the loss's Hessian in output
-        space: the Hessian without its second-derivative-of-the-network term, so it is positive
-        semi-definite for a convex loss (equal to the Hessian when the model is linear)."""
-        def outputs(params: dict[str, torch.Tensor]) -> torch.Tensor:
-            return functional_call(self._suffix, params, (features,))
-
-        logits, output_tangent = jvp(outputs, (self._params,), (tangent,))
-        loss_gradient = grad(lambda z: self._loss(z, targets).sum())
-        _, curved = jvp(loss_gradient, (logits,), (output_tangent,))
-        _, pullback = vjp(outputs, self._params)
-        (product,) = pullback(curved)
-        return product
-
     def hessian_operator(self, sample_images: torch.Tensor, sample_targets: torch.Tensor,
                          damping: float, curvature: str = "hessian",
                          on_product: Callable[[], None] | None = None,
@@ -195,20 +161,20 @@ class FeatureUnlearner:
             raise InvalidArgument("the Hessian sample is empty")
         if curvature not in CURVATURES:
             raise InvalidArgument(f"curvature must be one of {', '.join(CURVATURES)}, got {curvature!r}")
-        product = self._hessian_product if curvature == "hessian" else self._gauss_newton_product
         features = self._features(sample_images)
         count = features.shape[0]
+        chunks = [_CurvatureChunk(self._suffix, self._params, features[i:i + self._batch_size],
+                                  sample_targets[i:i + self._batch_size], self._loss, curvature)
+                  for i in range(0, count, self._batch_size)]
         ridge = self._weight_decay + damping
 
         def apply(vector: torch.Tensor) -> torch.Tensor:
             if on_product is not None:
                 on_product()
-            tangent = self._unflatten(vector)
+            tangents = list(self._unflatten(vector).values())
             total = ridge * vector
-            for i in range(0, count, self._batch_size):
-                chunk = product(tangent, features[i:i + self._batch_size],
-                                sample_targets[i:i + self._batch_size])
-                total = total + _flatten(chunk) / count
+            for chunk in chunks:
+                total = total + torch.cat([t.reshape(-1) for t in chunk.product(tangents)]) / count
             return total
 
         return apply
@@ -247,9 +213,6 @@ class FeatureUnlearner:
         else:
             solve = lissa(operator, rhs, scale=params.scale, max_iterations=params.max_iterations,
                           tolerance=params.tolerance)
-        if solve.relative_residual > 1.0:
-            raise Aborted(f"the {params.solver} solve diverged: relative residual "
-                          f"{solve.relative_residual:.3g} after {solve.iterations} iterations")
         stats = {"delta_norm": float(delta.norm()), "solver": params.solver,
                  "solver_iterations": solve.iterations,
                  "solver_relative_residual": solve.relative_residual,

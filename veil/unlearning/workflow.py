@@ -22,7 +22,7 @@ from veil.unlearning.manifest import Manifest, ManifestEntry, ReplacementPair
 from veil.unlearning.methods import PairTensors, update_model
 from veil.unlearning.registry import ModelCard, ModelRegistry
 from veil.unlearning.training import ProgressFn, TrainConfig, fit, initialise
-from veil.unlearning.unlearner import UnlearnParams
+from veil.unlearning.params import UnlearnParams
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,62 @@
+"""Hyperparameters of an unlearning update (no torch import: the CLI builds these cheaply)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from veil.errors import InvalidArgument
+
+SOLVERS = ("cg", "lissa")
+# "hessian": the exact Hessian of the loss; "gauss-newton": its positive semi-definite Gauss-Newton
+# part, which keeps the solve well posed where a network's Hessian has negative curvature.
+CURVATURES = ("hessian", "gauss-newton")
+
+
+@dataclass(frozen=True)
+class UnlearnParams:
+    """Hyperparameters of an update (recorded in the child version's card)."""
+
+    # First order: step size in units of the summed gradient difference.
+    tau: float = 1e-4
+    # Second order: "cg" (conjugate gradient) or "lissa".
+    solver: str = "cg"
+    curvature: str = "hessian"
+    # Added to the Hessian's diagonal (mean units) to make it positive definite.
+    damping: float = 1e-3
+    # LiSSA: must exceed the largest eigenvalue of the damped Hessian.
+    scale: float = 50.0
+    max_iterations: int = 100
+    # Early stop on the relative residual (CG) or the relative change of the estimate (LiSSA).
+    tolerance: float = 1e-3
+    # Only the last k parameterised blocks (0: all).
+    last_k_layers: int = 0
+    # Training examples on which the Hessian is estimated.
+    hessian_samples: int = 512
+    # Abort when |theta' - theta| exceeds this multiple of |theta| (a runaway step).
+    max_update_ratio: float = 0.5
+    # Fine-tune baseline: epochs over the revised training set.
+    epochs: int = 1
+    # Seeds the Hessian sample and the fine-tune shuffling.
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        finite_positive = {"tau": self.tau, "scale": self.scale, "tolerance": self.tolerance,
+                           "max_update_ratio": self.max_update_ratio}
+        for name, value in finite_positive.items():
+            if not (math.isfinite(value) and value > 0):
+                raise InvalidArgument(f"{name} must be finite and > 0, got {value}")
+        if not (math.isfinite(self.damping) and self.damping >= 0):
+            raise InvalidArgument(f"damping must be finite and >= 0, got {self.damping}")
+        if self.curvature not in CURVATURES:
+            raise InvalidArgument(f"curvature must be one of {', '.join(CURVATURES)}, got {self.curvature!r}")
+        if self.solver not in SOLVERS:
+            raise InvalidArgument(f"solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
+        for name in ("max_iterations", "hessian_samples", "epochs"):
+            if getattr(self, name) < 1:
+                raise InvalidArgument(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.last_k_layers < 0:
+            raise InvalidArgument(f"last_k_layers must be >= 0, got {self.last_k_layers}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)

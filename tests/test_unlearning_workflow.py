@@ -104,7 +104,7 @@ def test_compare_with_the_retrained_model(registry):
     against = workflow.compare(registry, model="faces", version=updated.version,
                                reference=retrained.version)
     assert set(against) == {"test_accuracy", "agreement", "l2_distance", "probe_leakage", "mia_auc",
-                            "time_ratio"}
+                            "time_ratio", "cpu_time_ratio"}
     assert against["l2_distance"] > 0 and 0 <= against["agreement"] <= 1
     assert against["time_ratio"] == pytest.approx(retrained.wall_time_seconds / updated.wall_time_seconds)
     parent = workflow.compare(registry, model="faces", version="v1", reference=retrained.version)
@@ -190,7 +190,7 @@ def test_cli_train_unlearn_and_eval(dataset_root, tmp_path, monkeypatch, capsys)
 
 
 def test_benchmark_runs_side_by_side():
-    from veil.bench.unlearning import BenchConfig, format_table, run
+    from veil.bench.unlearning import BenchConfig, bar_summary, format_table, run
 
     rows = run(BenchConfig(identities=10, per_identity=4, size=16, epochs=1, fractions=(0.1,),
                            methods=("first", "second-cg")), log=lambda _: None)
@@ -198,8 +198,12 @@ def test_benchmark_runs_side_by_side():
     for row in rows:
         assert "error" not in row, row
         assert 0 <= row["test_accuracy"] <= 1 and 0 <= row["mia_auc"] <= 1
-    assert rows[0]["agreement"] == 1.0 and rows[2]["speedup"] > 1
+    assert rows[0]["agreement"] == 1.0 and rows[0]["speedup"] == 1.0
+    assert all(math.isfinite(r["speedup"]) and r["speedup"] > 0 for r in rows if r["method"] != "none")
     assert "second-cg" in format_table(rows)
+    summary = bar_summary(rows)
+    assert summary[0].startswith("second-cg at 10%: ")
+    assert any(line.startswith("speed first at 10%: ") for line in summary)
 
 
 def test_import_rejects_unknown_protected_attribute(dataset_root, tmp_path):

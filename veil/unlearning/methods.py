@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -20,7 +19,7 @@ from torch import nn
 
 from veil.errors import InvalidArgument
 from veil.unlearning.classifier import ClassifierSpec, build_classifier
-from veil.unlearning.training import ProgressFn, TrainConfig, fit, initialise
+from veil.unlearning.training import ProgressFn, Stopwatch, TrainConfig, fit, initialise
 from veil.unlearning.params import UnlearnParams
 from veil.unlearning.unlearner import FeatureUnlearner, UpdateResult
 
@@ -98,7 +97,7 @@ def update_model(method: str, parent: nn.Sequential, spec: ClassifierSpec, confi
         return unlearner.second_order(pairs.originals, pairs.replacements, pairs.targets,
                                       sample_images, sample_targets, params, progress)
     images, targets = training.load()
-    started = time.perf_counter()
+    stopwatch = Stopwatch()
     if method == "retrain":
         model = initialise(lambda: build_classifier(spec), config.seed)
         loss = fit(model, images, targets, config, progress)
@@ -107,5 +106,4 @@ def update_model(method: str, parent: nn.Sequential, spec: ClassifierSpec, confi
         tuning = dataclasses.replace(config, epochs=params.epochs, seed=params.seed)
         loss = fit(model, images, targets, tuning, progress)
     state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
-    return UpdateResult(state_dict=state, stats={"final_train_loss": loss},
-                        wall_time_seconds=time.perf_counter() - started)
+    return UpdateResult(state_dict=state, stats={"final_train_loss": loss}).timed(stopwatch)

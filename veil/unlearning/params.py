@@ -17,16 +17,16 @@ CURVATURES = ("hessian", "gauss-newton")
 class UnlearnParams:
     """Hyperparameters of an update (recorded in the child version's card)."""
 
-    # First order: step size in units of the summed gradient difference.
-    tau: float = 1e-4
+    # First order: step size in units of the summed gradient difference (~0.1 / training set size).
+    tau: float = 1e-5
     # Second order: "cg" (conjugate gradient) or "lissa".
     solver: str = "cg"
-    curvature: str = "hessian"
-    # Added to the Hessian's diagonal (mean units) to make it positive definite.
-    damping: float = 1e-3
-    # LiSSA: must exceed the largest eigenvalue of the damped Hessian.
-    scale: float = 50.0
-    max_iterations: int = 100
+    curvature: str = "gauss-newton"
+    # Added to the curvature's diagonal (mean units) to make it positive definite.
+    damping: float = 0.03
+    # LiSSA: must exceed the largest eigenvalue of the damped curvature.
+    scale: float = 1000.0
+    max_iterations: int = 40
     # Early stop on the relative residual (CG) or the relative change of the estimate (LiSSA).
     tolerance: float = 1e-3
     # Only the last k parameterised blocks (0: all).

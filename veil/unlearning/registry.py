@@ -75,6 +75,8 @@ class ModelCard:
     method: str
     hyperparameters: dict = field(default_factory=dict)
     wall_time_seconds: float = 0.0
+    # CPU seconds of all this process's threads: comparable between runs on a busy machine.
+    cpu_time_seconds: float = 0.0
     metrics: dict = field(default_factory=dict)
     # Solver or training diagnostics of the step that made this version.
     stats: dict = field(default_factory=dict)
@@ -227,6 +229,7 @@ class ModelRegistry:
     def save(self, *, model: str, parent: str | None, state_dict: dict[str, torch.Tensor],
              manifest: Manifest, spec: ClassifierSpec, training: TrainConfig, method: str,
              hyperparameters: dict | None = None, wall_time_seconds: float = 0.0,
+             cpu_time_seconds: float = 0.0,
              metrics: dict | None = None, stats: dict | None = None,
              session_ids: tuple[str, ...] = (), pairs: int = 0) -> ModelCard:
         """Write a new version; returns its card. The version is visible only once complete."""
@@ -249,6 +252,7 @@ class ModelRegistry:
                 manifest=self._ref(manifest_info.key, manifest_info.sha256 or ""),
                 architecture=spec.to_dict(), training=training.to_dict(), method=method,
                 hyperparameters=dict(hyperparameters or {}), wall_time_seconds=wall_time_seconds,
+                cpu_time_seconds=cpu_time_seconds,
                 metrics=dict(metrics or {}), stats=dict(stats or {}),
                 session_ids=tuple(session_ids), pairs=pairs)
             self._store.put(self._key(model, version, CARD), card.to_json().encode(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
@@ -113,6 +114,23 @@ def initialise(build: Callable[[], nn.Module], seed: int) -> nn.Module:
     """Build a model whose initial weights depend only on `seed`."""
     with deterministic(seed):
         return build()
+
+
+class Stopwatch:
+    """Wall-clock and CPU seconds since creation. CPU time (all threads of this process) is what
+    side-by-side comparisons use on a shared machine, where wall time depends on the neighbours."""
+
+    def __init__(self) -> None:
+        self._wall = time.perf_counter()
+        self._cpu = time.process_time()
+
+    @property
+    def wall_seconds(self) -> float:
+        return time.perf_counter() - self._wall
+
+    @property
+    def cpu_seconds(self) -> float:
+        return time.process_time() - self._cpu
 
 
 @torch.no_grad()

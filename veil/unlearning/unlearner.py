@@ -18,7 +18,6 @@ Nothing is modified in place: an update returns a new state dict, or raises Abor
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -29,7 +28,7 @@ from torch.func import functional_call, grad
 from veil.errors import Aborted, InvalidArgument
 from veil.unlearning.params import CURVATURES, UnlearnParams
 from veil.unlearning.solvers import SolveResult, conjugate_gradient, lissa
-from veil.unlearning.training import ProgressFn, batched, per_sample_loss
+from veil.unlearning.training import ProgressFn, Stopwatch, batched, per_sample_loss
 
 PerSampleLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -40,6 +39,11 @@ class UpdateResult:
     # Diagnostics for the model card: norms, solver iterations and residual, updated parameters.
     stats: dict[str, float | int | bool | str] = field(default_factory=dict)
     wall_time_seconds: float = 0.0
+    cpu_time_seconds: float = 0.0
+
+    def timed(self, stopwatch: Stopwatch) -> UpdateResult:
+        self.wall_time_seconds, self.cpu_time_seconds = stopwatch.wall_seconds, stopwatch.cpu_seconds
+        return self
 
 
 def _flatten(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -181,19 +185,17 @@ class FeatureUnlearner:
 
     def first_order(self, originals: torch.Tensor, replacements: torch.Tensor,
                     targets: torch.Tensor, params: UnlearnParams) -> UpdateResult:
-        started = time.perf_counter()
+        stopwatch = Stopwatch()
         delta = self.gradient_difference(originals, replacements, targets)
         if not bool(torch.isfinite(delta).all()):
             raise Aborted("the gradient difference is not finite (NaN or Inf); the update was not applied")
-        result = self._apply(params.tau * delta, params, {"delta_norm": float(delta.norm())})
-        result.wall_time_seconds = time.perf_counter() - started
-        return result
+        return self._apply(params.tau * delta, params, {"delta_norm": float(delta.norm())}).timed(stopwatch)
 
     def second_order(self, originals: torch.Tensor, replacements: torch.Tensor,
                      targets: torch.Tensor, sample_images: torch.Tensor,
                      sample_targets: torch.Tensor, params: UnlearnParams,
                      progress: ProgressFn | None = None) -> UpdateResult:
-        started = time.perf_counter()
+        stopwatch = Stopwatch()
         delta = self.gradient_difference(originals, replacements, targets)
         rhs = delta / self._train_size
         products = 0
@@ -218,9 +220,7 @@ class FeatureUnlearner:
                  "solver_relative_residual": solve.relative_residual,
                  "solver_converged": solve.converged, "hessian_vector_products": products,
                  "hessian_samples": int(sample_images.shape[0])}
-        result = self._apply(solve.x, params, stats)
-        result.wall_time_seconds = time.perf_counter() - started
-        return result
+        return self._apply(solve.x, params, stats).timed(stopwatch)
 
     def _apply(self, step: torch.Tensor, params: UnlearnParams, stats: dict) -> UpdateResult:
         theta = _flatten(self._params)

@@ -7,7 +7,6 @@ diverging solve, a store failure) leaves the registry as it was.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,7 +20,7 @@ from veil.unlearning.evaluation import EvaluationData, evaluate
 from veil.unlearning.manifest import Manifest, ManifestEntry, ReplacementPair
 from veil.unlearning.methods import PairTensors, update_model
 from veil.unlearning.registry import ModelCard, ModelRegistry
-from veil.unlearning.training import ProgressFn, TrainConfig, fit, initialise
+from veil.unlearning.training import ProgressFn, Stopwatch, TrainConfig, fit, initialise
 from veil.unlearning.params import UnlearnParams
 
 
@@ -83,14 +82,14 @@ def train(registry: ModelRegistry, *, model: str, manifest_key: str, manifest_sh
     spec = ClassifierSpec(image_size=int(data.train_images.shape[-1]),
                           num_outputs=len(manifest.task_attributes), channels=tuple(channels),
                           embedding_dim=embedding_dim)
-    started = time.perf_counter()
+    stopwatch = Stopwatch()
     network = initialise(lambda: build_classifier(spec), config.seed)
     loss = fit(network, data.train_images, data.train_targets, config, progress)
-    wall = time.perf_counter() - started
+    wall, cpu = stopwatch.wall_seconds, stopwatch.cpu_seconds
     metrics = evaluate(network, EvaluationData.test_only(data.test_images, data.test_targets))
     return registry.save(model=model, parent=None, state_dict=network.state_dict(),
                          manifest=manifest, spec=spec, training=config, method="train",
-                         wall_time_seconds=wall, metrics=metrics,
+                         wall_time_seconds=wall, cpu_time_seconds=cpu, metrics=metrics,
                          stats={"final_train_loss": loss, "train_images": len(manifest.train),
                                 "test_images": len(manifest.test),
                                 "task_attributes": list(manifest.task_attributes)})
@@ -126,6 +125,7 @@ def unlearn(registry: ModelRegistry, *, model: str, version: str | None, pairs: 
     return registry.save(model=model, parent=parent.card.version, state_dict=result.state_dict,
                          manifest=revised, spec=spec, training=config, method=method,
                          hyperparameters=params.to_dict(), wall_time_seconds=result.wall_time_seconds,
+                         cpu_time_seconds=result.cpu_time_seconds,
                          metrics=metrics, stats=result.stats, session_ids=session_ids,
                          pairs=len(ordered))
 
@@ -158,6 +158,10 @@ def compare(registry: ModelRegistry, *, model: str, version: str,
         tensors = load_manifest(registry.store, registry.manifest(candidate.card), spec.image_size)
         data = EvaluationData.test_only(tensors.test_images, tensors.test_targets)
     metrics = evaluate(candidate.model, data, baseline.model if baseline else None)
-    if baseline is not None and candidate.card.wall_time_seconds > 0:
-        metrics["time_ratio"] = baseline.card.wall_time_seconds / candidate.card.wall_time_seconds
+    if baseline is not None and candidate.card.method != "train":
+        # How many times faster than the reference the update was (wall clock and CPU).
+        if candidate.card.wall_time_seconds > 0:
+            metrics["time_ratio"] = baseline.card.wall_time_seconds / candidate.card.wall_time_seconds
+        if candidate.card.cpu_time_seconds > 0:
+            metrics["cpu_time_ratio"] = baseline.card.cpu_time_seconds / candidate.card.cpu_time_seconds
     return metrics

@@ -93,6 +93,19 @@ def test_each_method_writes_a_child_version(registry, method):
     assert changed
 
 
+@pytest.mark.parametrize("method", ["first", "second"])
+def test_replacing_originals_by_themselves_keeps_the_weights(registry, method):
+    manifest = registry.manifest(registry.card("faces", "v1"))
+    pairs = [ReplacementPair(e.object, e.object) for e in manifest.train[:3]]
+    card = workflow.unlearn(registry, model="faces", version="v1", pairs=pairs, method=method,
+                            params=FAST)
+    assert card.stats["delta_norm"] == 0.0
+    assert [e.object for e in registry.manifest(card).train] == [e.object for e in manifest.train]
+    parent, child = registry.load("faces", "v1").model, registry.load("faces", card.version).model
+    for name, tensor in parent.state_dict().items():
+        assert torch.equal(child.state_dict()[name], tensor)
+
+
 def test_compare_with_the_retrained_model(registry):
     pairs = make_pairs(registry)
     retrained = workflow.unlearn(registry, model="faces", version="v1", pairs=pairs, method="retrain")

@@ -106,14 +106,13 @@ def unlearn(registry: ModelRegistry, *, model: str, version: str | None, pairs: 
     base = registry.manifest(parent.card)
     revised = base.revise(pairs)
     columns = tuple(base.columns(base.task_attributes))
-    positions = base.revised_positions(revised)
-    by_key = {p.original.key: p for p in pairs}
-    ordered = [by_key[base.train[i].object.key] for i in positions]
+    position = {entry.object.key: i for i, entry in enumerate(base.train)}
+    ordered = sorted(pairs, key=lambda p: position[p.original.key])  # revise() checked the keys
     pair_tensors = PairTensors(
         originals=images_to_tensor(read_images(store, [p.original for p in ordered], spec.image_size)),
         replacements=images_to_tensor(read_images(store, [p.replacement for p in ordered],
                                                   spec.image_size)),
-        targets=label_tensor([base.train[i] for i in positions], columns))
+        targets=label_tensor([base.train[position[p.original.key]] for p in ordered], columns))
     training = StoreTrainingSet(store, revised.train, columns, spec.image_size)
     result = update_model(method, parent.model, spec, config, pair_tensors, training, params, progress)
     child = build_classifier(spec)

@@ -10,9 +10,9 @@ from torch import nn
 
 from veil.errors import Aborted, InvalidArgument
 from veil.unlearning.classifier import ClassifierSpec, build_classifier
-from veil.unlearning.params import UnlearnParams
+from veil.unlearning.params import TrainConfig, UnlearnParams
 from veil.unlearning.solvers import conjugate_gradient, lissa
-from veil.unlearning.training import TrainConfig, fit, initialise, per_sample_loss
+from veil.unlearning.training import fit, initialise, per_sample_loss
 from veil.unlearning.unlearner import FeatureUnlearner
 
 WEIGHT_DECAY = 1e-2

@@ -12,7 +12,8 @@ from veil.store import LocalStore, ObjectStore
 from veil.unlearning.classifier import ClassifierSpec, build_classifier
 from veil.unlearning.manifest import Manifest, ManifestEntry, ObjectRef
 from veil.unlearning.registry import ModelRegistry
-from veil.unlearning.training import TrainConfig, initialise
+from veil.unlearning.params import TrainConfig
+from veil.unlearning.training import initialise
 
 SPEC = ClassifierSpec(image_size=8, num_outputs=2, channels=(2,), embedding_dim=4)
 

@@ -20,9 +20,8 @@ from veil.store import LocalStore
 from veil.unlearning import workflow
 from veil.unlearning.dataset import import_celeba
 from veil.unlearning.manifest import ObjectRef, ReplacementPair, write_pairs_csv
-from veil.unlearning.params import UnlearnParams
+from veil.unlearning.params import TrainConfig, UnlearnParams
 from veil.unlearning.registry import ModelRegistry
-from veil.unlearning.training import TrainConfig
 
 SEED, IDENTITIES, PER_IDENTITY, SIZE = 3, 12, 4, 16
 FAST = UnlearnParams(curvature="gauss-newton", damping=0.1, max_iterations=10, hessian_samples=16)
@@ -173,7 +172,7 @@ def test_a_diverging_update_keeps_the_parent(registry):
 def test_cli_train_unlearn_and_eval(dataset_root, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("VEIL_STORE_BACKEND", "local")
     monkeypatch.setenv("VEIL_STORE_ROOT", str(tmp_path / "objects"))
-    assert cli(["model", "manifest", "--dataset", str(dataset_root), "--prefix", "datasets/faces"]) == 0
+    assert cli(["model", "import-dataset", "--dataset", str(dataset_root), "--prefix", "datasets/faces"]) == 0
     assert "36 train, 12 test" in capsys.readouterr().out
     assert cli(["model", "train", "--manifest", "datasets/faces/manifest.json", "--model", "faces",
                 "--epochs", "1", "--channels", "4,8", "--embedding-dim", "16"]) == 0

@@ -12,6 +12,11 @@ Migrations live in `services/<service>/migrations/` (an Alembic `env.py` that ca
 (a Kubernetes Job does exactly this). It is idempotent, and concurrent runs are safe: on
 PostgreSQL they serialise on an advisory lock, on SQLite on the database write lock.
 
+    python -m veil.db wait --service gateway [--timeout-seconds N]
+
+returns once the database is at the revision this code expects (a Deployment's init container
+runs it, so a new release serves only after its migration Job has run); it never migrates.
+
 Transactions: `Database.write()` and `Database.read()` yield a Connection inside a transaction.
 On SQLite a write transaction starts with BEGIN IMMEDIATE (it takes the database write lock at
 once, so a read-then-write never fails half-way on a lock upgrade); on PostgreSQL callers lock
@@ -24,9 +29,11 @@ import argparse
 import dataclasses
 import hashlib
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -34,7 +41,10 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from veil.config import env_field, from_env
-from veil.errors import Aborted, ConfigError, InvalidArgument, Unavailable
+from veil.errors import Aborted, ConfigError, FailedPrecondition, InvalidArgument, Unavailable
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES_DIR = ROOT / "services"
@@ -213,6 +223,15 @@ def _advisory_lock_key(service: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+def _alembic_config(service: str) -> Config:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir(service)))
+    config.set_main_option("path_separator", "os")
+    return config
+
+
 def migrate(service: str, engine: Engine, revision: str = "head") -> str | None:
     """Upgrade `service`'s tables to `revision`; returns the revision the database is at.
 
@@ -221,12 +240,9 @@ def migrate(service: str, engine: Engine, revision: str = "head") -> str | None:
     SQLite the write transaction (BEGIN IMMEDIATE) serialises runs the same way.
     """
     from alembic import command
-    from alembic.config import Config
     from alembic.runtime.migration import MigrationContext
 
-    config = Config()
-    config.set_main_option("script_location", str(migrations_dir(service)))
-    config.set_main_option("path_separator", "os")
+    config = _alembic_config(service)
     with translate_errors(), engine.execution_options(**{_WRITE_OPTION: True}).begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
@@ -236,6 +252,60 @@ def migrate(service: str, engine: Engine, revision: str = "head") -> str | None:
         command.upgrade(config, revision)
         context = MigrationContext.configure(conn, opts={"version_table": version_table(service)})
         return context.get_current_revision()
+
+
+@dataclasses.dataclass(frozen=True)
+class SchemaState:
+    """Where a service's tables stand against the migrations shipped with this code."""
+
+    current: str | None  # the database's revision; None before the first migration
+    head: str            # the newest revision of this code's migrations
+    known: bool          # whether `current` is one of this code's revisions (or None)
+
+    @property
+    def ready(self) -> bool:
+        """At head, or at a revision this code does not know: a later release's, which is
+        compatible by the expand-then-contract rule (so a rollback is not held back)."""
+        return self.current is not None and (self.current == self.head or not self.known)
+
+    def __str__(self) -> str:
+        at = self.current or "(no migrations applied)"
+        newer = "" if self.known else " (newer than this code)"
+        return f"database at revision {at}{newer}, code expects {self.head}"
+
+
+def schema_state(service: str, engine: Engine) -> SchemaState:
+    """Read `service`'s revision from the database; Unavailable when it cannot be reached."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(_alembic_config(service))
+    with translate_errors(), engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"version_table": version_table(service)})
+        current = context.get_current_revision()
+    known = current is None or any(r.revision == current for r in script.walk_revisions())
+    return SchemaState(current=current, head=script.get_current_head(), known=known)
+
+
+def wait_for_schema(service: str, engine: Engine, timeout_seconds: float,
+                    poll_seconds: float = 2.0) -> SchemaState:
+    """Poll until `service`'s tables are ready for this code (SchemaState.ready), waiting out an
+    unreachable database too; FailedPrecondition naming both revisions when time runs out."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        try:
+            state = schema_state(service, engine)
+            if state.ready:
+                return state
+            reason = str(state)
+        except Unavailable as exc:
+            reason = str(exc)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise FailedPrecondition(
+                f"{service}: schema not ready after {timeout_seconds:g} s: {reason}; run "
+                f"`python -m veil.db migrate --service {service}` (the migration Job)")
+        time.sleep(min(poll_seconds, remaining))
 
 
 def run_migrations_from_env() -> None:
@@ -257,9 +327,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m veil.db", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("migrate", help="apply a service's migrations (idempotent)")
-    up.add_argument("--service", required=True, help="service whose tables to migrate, e.g. gateway")
-    up.add_argument("--url", help="database URL (default: VEIL_DATABASE_URL)")
     up.add_argument("--revision", default="head", help="target revision (default: head)")
+    wait = commands.add_parser("wait", help="wait until a service's tables are at this code's revision")
+    wait.add_argument("--timeout-seconds", type=float, default=300.0,
+                      help="give up (exit 1) after this long (default: 300)")
+    for command in (up, wait):
+        command.add_argument("--service", required=True, help="service whose tables, e.g. gateway")
+        command.add_argument("--url", help="database URL (default: VEIL_DATABASE_URL)")
     args = parser.parse_args(argv)
     try:
         config = from_env(DatabaseConfig)
@@ -267,13 +341,19 @@ def main(argv: list[str] | None = None) -> int:
             config = dataclasses.replace(config, url=args.url)
         engine = create_engine(config)
         try:
-            revision = migrate(args.service, engine, args.revision)
+            if args.command == "migrate":
+                message = f"database at revision {migrate(args.service, engine, args.revision)}"
+            else:
+                message = str(wait_for_schema(args.service, engine, args.timeout_seconds))
         finally:
             engine.dispose()
+    except FailedPrecondition as exc:
+        print(f"veil.db {args.command}: {exc}", file=sys.stderr)
+        return 1
     except (ConfigError, InvalidArgument, Unavailable) as exc:
-        print(f"veil.db migrate: error: {exc}", file=sys.stderr)
+        print(f"veil.db {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    print(f"{args.service}: database at revision {revision}")
+    print(f"{args.service}: {message}")
     return 0
 
 

@@ -1,1 +1,4 @@
-"""Benchmarks: each module has run(...) returning rows and main(); see veil.bench.unlearning."""
+"""Benchmarks (`make bench`): each prints its ratios side by side, measured in one run.
+
+Speed and memory targets of the issues are checked here, not by timed tests.
+"""

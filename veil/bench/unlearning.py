@@ -187,8 +187,8 @@ def run(config: BenchConfig = BenchConfig(), log: Callable[[str], None] = print,
     from veil.unlearning.classifier import ClassifierSpec, build_classifier, images_to_tensor
     from veil.unlearning.evaluation import EvaluationData, evaluate
     from veil.unlearning.methods import InMemoryTrainingSet, PairTensors, update_model
-    from veil.unlearning.training import TrainConfig, fit, initialise
-    from veil.unlearning.params import UnlearnParams
+    from veil.unlearning.params import TrainConfig, UnlearnParams
+    from veil.unlearning.training import fit, initialise
 
     with tempfile.TemporaryDirectory(prefix="veil-bench-unlearning-") as scratch:
         data = load_bench_data(config, Path(workdir or scratch))

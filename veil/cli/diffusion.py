@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from veil.errors import InvalidArgument
@@ -21,6 +22,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--export", type=Path, default=None, help="write the shippable model folder here at the end")
     train.add_argument("--model-version", default="diffae-synth32", help="version recorded in the model card")
     train.set_defaults(func=_train)
+
+    anon = subparsers.add_parser("anonymize", help="anonymise one image or a folder of images")
+    anon.add_argument("input", type=Path, help="a PNG/JPEG file, or a folder of them")
+    anon.add_argument("--out", type=Path, required=True, help="output file (one input) or folder")
+    anon.add_argument("--protect", default="", help="comma-separated attributes to protect, e.g. Male,Young")
+    anon.add_argument("--level", type=int, default=None, help="privacy level 0..10 (default: the model's default)")
+    anon.add_argument("--eps", default=None, help="explicit eps per protected attribute, e.g. Male=1,Young=0.5")
+    anon.add_argument("--mechanism", default="randomized_response", choices=["randomized_response", "laplace"])
+    anon.add_argument("--identity-eps", type=float, default=None, help="explicit eps of the identity mechanism")
+    anon.add_argument("--rho", type=float, default=0.0, help="explicit fraction of x_T re-drawn (with --eps)")
+    anon.add_argument("--candidates", type=int, default=1)
+    anon.add_argument("--seed", type=int, default=None)
+    anon.add_argument("--batch-size", type=int, default=16)
+    _model_arguments(anon)
+    anon.set_defaults(func=_anonymize)
+
+    ev = subparsers.add_parser("eval", help="measure the model against the Diffusion-DP bars")
+    _model_arguments(ev)
+    ev.add_argument("--data", type=Path, default=None,
+                    help="CelebA-format data set (default: the one in the model's training config, generated if absent)")
+    ev.add_argument("--probes", type=int, default=300, help="held-out probes, one per identity (gallery size)")
+    ev.add_argument("--json", type=Path, default=None, help="also write the table as JSON here")
+    ev.add_argument("--write-card", action="store_true", help="store the result under `metrics` in the model card")
+    ev.add_argument("--cache", type=Path, default=Path("out/eval-cache"),
+                    help="where trained evaluators are kept between runs (they depend on the data only)")
+    ev.set_defaults(func=_eval)
 
 
 def _config(args: argparse.Namespace):
@@ -43,3 +70,109 @@ def _train(args: argparse.Namespace) -> int:
 
     return train_main(_config(args), args.run_dir, args.device, args.time_budget, args.until_step,
                       args.export, args.model_version)
+
+
+def _model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped demo model)")
+    parser.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model card's)")
+    parser.add_argument("--guidance", type=float, default=None, help="guidance weight (default: the model card's)")
+    parser.add_argument("--guidance-base", choices=["source", "null"], default=None)
+    parser.add_argument("--device", default="cpu")
+
+
+def _anonymizer(args: argparse.Namespace, max_batch: int = 32):
+    import dataclasses
+
+    from veil.diffusion import DEFAULT_MODEL_DIR
+    from veil.diffusion.anonymize import Anonymizer
+    from veil.diffusion.pipeline import DiffusionAutoencoder
+
+    model = DiffusionAutoencoder.from_pretrained(args.model or DEFAULT_MODEL_DIR, device=args.device)
+    overrides = {k: v for k, v in (("steps", args.steps), ("guidance", args.guidance),
+                                   ("guidance_base", args.guidance_base)) if v is not None}
+    return Anonymizer(model, dataclasses.replace(model.card.sampling, **overrides), max_batch=max_batch)
+
+
+def _parse_eps(text: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in filter(None, text.split(",")):
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise InvalidArgument(f"--eps expects NAME=VALUE pairs, got {item!r}")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise InvalidArgument(f"--eps {name}: {value!r} is not a number") from None
+    return out
+
+
+def _anonymize(args: argparse.Namespace) -> int:
+    from veil.diffusion.anonymize import Budget
+    from veil.diffusion.levels import DEFAULT_LEVEL
+    from veil.files import write_bytes_atomically
+    from veil.images import decode_image, encode_png
+
+    if args.input.is_dir():
+        inputs = sorted(p for p in args.input.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+        if not inputs:
+            raise InvalidArgument(f"{args.input}: no .png/.jpg images")
+    elif args.input.is_file():
+        inputs = [args.input]
+    else:
+        raise InvalidArgument(f"{args.input}: no such file or folder")
+    anonymizer = _anonymizer(args, max_batch=args.batch_size)
+    names = anonymizer.model.attribute_names
+    protect = [a.strip() for a in args.protect.split(",") if a.strip()]
+    if args.eps is not None:
+        if args.level is not None:
+            raise InvalidArgument("give either --level or --eps, not both")
+        budget = Budget.explicit(protect, names, _parse_eps(args.eps), args.mechanism, args.identity_eps, args.rho)
+    else:
+        budget = Budget.from_level(DEFAULT_LEVEL if args.level is None else args.level, protect, names)
+    # Decode everything before any work, and write only at the end: a bad input writes nothing.
+    images = [decode_image(p.read_bytes(), anonymizer.model.image_size, what=str(p)) for p in inputs]
+    results = anonymizer.anonymize(images, budget, args.candidates, args.seed)
+    single = not args.input.is_dir()
+    outputs: list[tuple[Path, bytes]] = []
+    for path, candidates in zip(inputs, results):
+        base = args.out if single else args.out / f"{path.stem}.png"
+        for item in candidates:
+            target = base if args.candidates == 1 else base.with_name(f"{base.stem}-{item.receipt.candidate}{base.suffix}")
+            outputs.append((target, encode_png(item.image)))
+            receipt = json.dumps(item.receipt.to_dict(), indent=2, sort_keys=True).encode()
+            outputs.append((target.with_suffix(".receipt.json"), receipt))
+    for target, data in outputs:
+        write_bytes_atomically(target, data)
+    print(f"wrote {len(outputs) // 2} image(s) with receipts under {args.out}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from veil.data import load_celeba
+    from veil.diffusion.evaluate import EvalConfig, evaluate
+    from veil.diffusion.train import TrainConfig, ensure_dataset
+    from veil.files import write_bytes_atomically
+
+    anonymizer = _anonymizer(args)
+    model = anonymizer.model
+    if args.data is None:
+        train_cfg = TrainConfig.from_dict(model.card.training["config"])
+        data_root = ensure_dataset(train_cfg)
+    else:
+        data_root = args.data
+    data = load_celeba(data_root, size=model.image_size)
+    report = evaluate(anonymizer, data, EvalConfig(probes=args.probes), log=lambda m: print(m, file=sys.stderr),
+                      cache_dir=args.cache)
+    print(report.table())
+    if args.json:
+        write_bytes_atomically(args.json, report.to_json().encode() + b"\n")
+    if args.write_card:
+        from veil.diffusion import DEFAULT_MODEL_DIR
+        from veil.diffusion.pipeline import CARD_FILE
+
+        folder = args.model or DEFAULT_MODEL_DIR
+        card = json.loads((folder / CARD_FILE).read_text())
+        card["metrics"] = report.to_dict()
+        write_bytes_atomically(folder / CARD_FILE, json.dumps(card, indent=2, sort_keys=True).encode() + b"\n")
+    return 0 if report.passed else 1
+

@@ -12,21 +12,24 @@ import sys
 from pathlib import Path
 
 from veil.errors import InvalidArgument
-from veil.unlearning.params import CURVATURES, SOLVERS, UnlearnParams
+from veil.unlearning.params import CURVATURES, SOLVERS, TrainConfig, UnlearnParams
 
 EVAL_COLUMNS = (("test_accuracy", "test acc", "{:.4f}"), ("agreement", "agree", "{:.4f}"),
                 ("l2_distance", "L2", "{:.3f}"), ("probe_leakage", "leak", "{:.3f}"),
                 ("mia_auc", "MIA AUC", "{:.3f}"), ("time_ratio", "speedup", "{:.1f}"))
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def _tenant_option() -> argparse.ArgumentParser:
     tenant = argparse.ArgumentParser(add_help=False)
     tenant.add_argument("--tenant", help="tenant whose objects and models to use (default: none)")
+    return tenant
 
-    model = subparsers.add_parser("model", help="published attribute classifiers (versions, training)")
-    commands = model.add_subparsers(dest="model_command", required=True, metavar="COMMAND")
 
-    manifest = commands.add_parser("manifest", parents=[tenant],
+def register_model_commands(commands: argparse._SubParsersAction) -> None:
+    """`veil model manifest | train | list | show` (the group itself is veil.cli.model's)."""
+    tenant = _tenant_option()
+
+    manifest = commands.add_parser("import-dataset", parents=[tenant],
                                    help="upload a CelebA-format data set and write its manifest")
     manifest.add_argument("--dataset", type=Path, required=True, help="CelebA-format folder")
     manifest.add_argument("--prefix", required=True, help="store key prefix, e.g. datasets/faces")
@@ -39,11 +42,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--manifest", required=True, help="store key of the dataset manifest")
     train.add_argument("--manifest-sha256", default=None, help="pin the manifest's content")
     train.add_argument("--model", required=True, help="model name")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--epochs", type=int, default=12)
-    train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--learning-rate", type=float, default=2e-3)
-    train.add_argument("--weight-decay", type=float, default=5e-4)
+    config = TrainConfig()
+    train.add_argument("--seed", type=int, default=config.seed)
+    train.add_argument("--epochs", type=int, default=config.epochs)
+    train.add_argument("--batch-size", type=int, default=config.batch_size)
+    train.add_argument("--learning-rate", type=float, default=config.learning_rate)
+    train.add_argument("--weight-decay", type=float, default=config.weight_decay)
     train.add_argument("--channels", default="16,32,64", help="conv widths, comma-separated")
     train.add_argument("--embedding-dim", type=int, default=64)
     train.set_defaults(func=_train)
@@ -57,6 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("--version", default=None, help="default: the newest")
     show.set_defaults(func=_show)
 
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    tenant = _tenant_option()
     unlearn = subparsers.add_parser("unlearn", parents=[tenant],
                                     help="replace originals by protected images in a model (new version)")
     unlearn.add_argument("--model", required=True)
@@ -126,7 +133,6 @@ def _manifest(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from veil.unlearning import workflow
-    from veil.unlearning.training import TrainConfig
 
     try:
         channels = tuple(int(c) for c in args.channels.split(","))

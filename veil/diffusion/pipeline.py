@@ -16,8 +16,6 @@ sampling defaults, training config, data version and measured metrics.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +26,7 @@ from diffusers import DDIMInverseScheduler, DDIMScheduler, UNet2DModel
 
 from veil.diffusion.models import AttributeClassifier, Conditioner, SemanticEncoder
 from veil.errors import InvalidArgument, NotFound
+from veil.files import atomic_directory
 
 CARD_FILE = "model_card.json"
 COMPONENTS = {
@@ -59,7 +58,7 @@ class TorchDenoiser:
 class SamplingConfig:
     """How images are inverted and decoded; stored in the model card, overridable per call."""
 
-    steps: int = 40
+    steps: int = 20
     guidance: float = 3.0
     guidance_base: str = "source"  # "source" or "null"
     invert_fraction: float = 1.0  # 1.0: full DDIM inversion to x_T (edits need it)
@@ -139,10 +138,7 @@ class DiffusionAutoencoder:
 
     def save_pretrained(self, path: str | Path, half: bool = True) -> None:
         """Write the model folder atomically (a temporary sibling renamed into place)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_directory(path) as tmp:
             for name, net in self.networks().items():
                 state_dtype = next(net.parameters()).dtype
                 if half:
@@ -153,12 +149,6 @@ class DiffusionAutoencoder:
                     net.to(state_dtype)
             self.scheduler.save_pretrained(tmp / "scheduler")
             (tmp / CARD_FILE).write_text(json.dumps(self.card.to_dict(), indent=2, sort_keys=True) + "\n")
-            if path.exists():
-                shutil.rmtree(path)
-            tmp.rename(path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> DiffusionAutoencoder:
@@ -169,6 +159,12 @@ class DiffusionAutoencoder:
         nets = {name: kind.from_pretrained(path / name, torch_dtype=torch.float32) for name, kind in COMPONENTS.items()}
         scheduler = DDIMScheduler.from_pretrained(path / "scheduler")
         return cls(scheduler=scheduler, card=card, **nets).to(device)  # type: ignore[arg-type]
+
+    def use_onnxruntime(self, cache_dir: str | Path) -> None:
+        """Run the denoiser through ONNX Runtime (exported once per weights into `cache_dir`)."""
+        from veil.diffusion.onnx import OnnxDenoiser
+
+        self.denoiser = OnnxDenoiser.for_unet(self.unet, cache_dir, self.conditioner.config.embed_dim, str(self.device))
 
     # -- the model's parts -----------------------------------------------------------------
     @torch.no_grad()

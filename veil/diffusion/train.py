@@ -22,7 +22,6 @@ import math
 import shutil
 import signal
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -41,6 +40,7 @@ from veil.diffusion.models import (AttributeClassifier, Conditioner, LatentAdver
                                    confusion_loss)
 from veil.diffusion.pipeline import DiffusionAutoencoder, ModelCard, SamplingConfig
 from veil.errors import InvalidArgument
+from veil.files import atomic_directory
 
 SHARD_BYTES = 12 * 1024 * 1024
 KEEP_CHECKPOINTS = 2
@@ -197,9 +197,7 @@ class Trainer:
 
     def checkpoint(self) -> Path:
         final = self.run_dir / "checkpoints" / f"step-{self.step:07d}"
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
-        try:
+        with atomic_directory(final) as tmp:
             shard: dict[str, torch.Tensor] = {}
             size, count = 0, 0
             for key, tensor in self._state_tensors().items():
@@ -222,12 +220,6 @@ class Trainer:
                 "time": time.time(),
             }
             (tmp / "trainer_state.json").write_text(json.dumps(meta, indent=1))
-            if final.exists():
-                shutil.rmtree(final)
-            tmp.rename(final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         for old in sorted(final.parent.glob("step-*"))[:-KEEP_CHECKPOINTS]:
             shutil.rmtree(old, ignore_errors=True)
         return final

@@ -85,9 +85,11 @@ def calibrate_gaussian_noise_multiplier(epsilon: float, delta: float) -> float:
 
     epsilon = require_epsilon(epsilon, "gaussian")
     delta = require_delta(delta, "gaussian")
+    # A 1e-3 grid instead of the default 1e-4: an order of magnitude faster for large eps (64:
+    # 4 s instead of 60 s), and the PLD's pessimistic estimate keeps the result an upper bound.
     return float(calibrate_dp_mechanism(
-        lambda: PLDAccountant(NeighboringRelation.REPLACE_ONE), dp_event.GaussianDpEvent,
-        epsilon, delta))
+        lambda: PLDAccountant(NeighboringRelation.REPLACE_ONE, value_discretization_interval=1e-3),
+        dp_event.GaussianDpEvent, epsilon, delta))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,8 +19,8 @@ from torch import nn
 
 from veil.errors import InvalidArgument
 from veil.unlearning.classifier import ClassifierSpec, build_classifier
-from veil.unlearning.training import ProgressFn, Stopwatch, TrainConfig, fit, initialise
-from veil.unlearning.params import UnlearnParams
+from veil.unlearning.training import ProgressFn, Stopwatch, fit, initialise
+from veil.unlearning.params import TrainConfig, UnlearnParams
 from veil.unlearning.unlearner import FeatureUnlearner, UpdateResult
 
 METHODS = ("first", "second", "finetune", "retrain")

@@ -1,4 +1,4 @@
-"""Hyperparameters of an unlearning update (no torch import: the CLI builds these cheaply)."""
+"""Training and unlearning hyperparameters (no torch import: the CLI builds these cheaply)."""
 
 from __future__ import annotations
 
@@ -60,3 +60,34 @@ class UnlearnParams:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings, recorded in the model card so a retrain reproduces them."""
+
+    seed: int = 0
+    epochs: int = 12
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    weight_decay: float = 5e-4
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise InvalidArgument(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise InvalidArgument(f"batch_size must be >= 1, got {self.batch_size}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise InvalidArgument(f"learning_rate must be finite and > 0, got {self.learning_rate}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise InvalidArgument(f"weight_decay must be finite and >= 0, got {self.weight_decay}")
+        if not 0 <= self.seed < 2 ** 63:
+            raise InvalidArgument(f"seed must be in [0, 2^63), got {self.seed}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        return cls(**{k: data[k] for k in ("seed", "epochs", "batch_size", "learning_rate",
+                                           "weight_decay")})

@@ -35,7 +35,7 @@ from veil.errors import DataLoss, InvalidArgument, NotFound
 from veil.store import ObjectStore
 from veil.unlearning.classifier import ClassifierSpec, build_classifier
 from veil.unlearning.manifest import Manifest, ObjectRef
-from veil.unlearning.training import TrainConfig
+from veil.unlearning.params import TrainConfig
 
 CARD_FORMAT = "veil.model-card/1"
 ROOT = "models"

@@ -20,8 +20,8 @@ from veil.unlearning.evaluation import EvaluationData, evaluate
 from veil.unlearning.manifest import Manifest, ManifestEntry, ReplacementPair
 from veil.unlearning.methods import PairTensors, update_model
 from veil.unlearning.registry import ModelCard, ModelRegistry
-from veil.unlearning.training import ProgressFn, Stopwatch, TrainConfig, fit, initialise
-from veil.unlearning.params import UnlearnParams
+from veil.unlearning.training import ProgressFn, Stopwatch, fit, initialise
+from veil.unlearning.params import TrainConfig, UnlearnParams
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,10 @@ if _version_not_supported:
 
 
 class AnonymizerStub:
-    """Missing associated documentation comment in .proto file."""
+    """Calls carry `x-veil-tenant` metadata (UNAUTHENTICATED without it): every ref is read from, and
+    every result written to, that tenant's prefix of the object store. Set a deadline: work of a
+    call cancelled or past its deadline stops (see Anonymize).
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -52,24 +55,40 @@ class AnonymizerStub:
 
 
 class AnonymizerServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Calls carry `x-veil-tenant` metadata (UNAUTHENTICATED without it): every ref is read from, and
+    every result written to, that tenant's prefix of the object store. Set a deadline: work of a
+    call cancelled or past its deadline stops (see Anonymize).
+    """
 
     def GetModelInfo(self, request, context):
-        """The loaded model: version, image size, attributes, the privacy-level table.
-        Errors: none beyond transport (the service is NOT_SERVING until the model is loaded).
+        """The loaded model: version, image size, attributes, the privacy-level table, limits.
+        Errors: UNAVAILABLE while the model is loading (health is NOT_SERVING until it is loaded).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Anonymize(self, request, context):
-        """Anonymize stored images: K candidates per image. The stream carries Progress events
-        (per diffusion step and per image) and one Candidate per generated image, written to the
-        object store under output_prefix.
-        Errors: INVALID_ARGUMENT (unknown attribute, eps <= 0/NaN/inf, level outside 0..10,
-        corrupt image, wrong size or mode, candidates outside 1..max), NOT_FOUND (an input ref),
-        DATA_LOSS (input sha256 mismatch), RESOURCE_EXHAUSTED (queue full),
-        DEADLINE_EXCEEDED / CANCELLED (work stopped), UNAVAILABLE (object store down).
+        """Anonymize stored images: K candidates per image. Requests of several callers are decoded
+        together in micro-batches. The stream carries Progress events ("queued"; "started" when its
+        batch starts, with the batch id; "invert" and "decode" per diffusion step of the batch;
+        "image_done" per image) and one Candidate per generated image. Results are written to the
+        object store only once the whole request has succeeded, under `output_prefix`:
+        <output_prefix>/<image_index>-<candidate_index>.png            the candidate (image/png)
+        <output_prefix>/<image_index>-<candidate_index>.receipt.json   its receipt (JSON)
+        replacing objects of the same keys. A call that fails, is cancelled or passes its deadline
+        before its last event leaves no object behind (results already written are deleted).
+        Cancellation and deadlines: a request still queued is dropped before any work; a running
+        batch stops at its next diffusion step when every request in it is gone, otherwise it
+        finishes and the gone request's results are discarded.
+        Errors: INVALID_ARGUMENT (unknown attribute, eps <= 0/NaN/inf, level outside 0..10, rho
+        outside [0, 1], candidates outside 1..max_candidates, no images or more than
+        max_images_per_request, a malformed key or output_prefix, corrupt image, wrong content type,
+        format, mode or size, an image over 4096 px or max_image_bytes),
+        NOT_FOUND (an input ref; also a key of another tenant, which is never visible),
+        DATA_LOSS (input sha256 or size differs from the ref), RESOURCE_EXHAUSTED (queue full, or
+        a message over the server's size limit), UNAUTHENTICATED (no x-veil-tenant),
+        DEADLINE_EXCEEDED / CANCELLED (work stopped), UNAVAILABLE (model loading, object store down).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -77,9 +96,12 @@ class AnonymizerServicer:
 
     def AnonymizeUpload(self, request_iterator, context):
         """Same as Anonymize with the images uploaded in the call: first message `request` (with no
-        images), then for each image an UploadHeader followed by its chunks.
-        Errors: those of Anonymize, plus INVALID_ARGUMENT when the stream is out of order or a
-        size/sha256 does not match.
+        images), then for each image an UploadHeader followed by its chunks. The inputs are written
+        with the results (same all-or-nothing rule) to <output_prefix>/inputs/<image_index>.png (or
+        .jpg) and returned as Candidate.input. UploadHeader.request_id and subject_id are not used.
+        Errors: those of Anonymize, plus INVALID_ARGUMENT when the stream is out of order, a content
+        type is not image/png or image/jpeg, or the bytes received differ from UploadHeader.size,
+        and DATA_LOSS when they differ from UploadHeader.sha256.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -112,7 +134,10 @@ def add_AnonymizerServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Anonymizer:
-    """Missing associated documentation comment in .proto file."""
+    """Calls carry `x-veil-tenant` metadata (UNAUTHENTICATED without it): every ref is read from, and
+    every result written to, that tenant's prefix of the object store. Set a deadline: work of a
+    call cancelled or past its deadline stops (see Anonymize).
+    """
 
     @staticmethod
     def GetModelInfo(request,

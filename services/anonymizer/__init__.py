@@ -1,0 +1,1 @@
+"""The anonymizer service: Diffusion-DP over gRPC (`python -m services.anonymizer`)."""

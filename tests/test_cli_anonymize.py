@@ -1,0 +1,91 @@
+"""`veil anonymize`: one file and a folder; every bad input is a clear error that writes nothing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from veil.cli import main as cli
+
+
+@pytest.fixture()
+def inputs(tiny_faces: Path, tmp_path: Path) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("000001.png", "000002.png"):
+        Image.open(tiny_faces / name).convert("RGB").resize((16, 16), Image.BOX).save(folder / name)
+    return folder
+
+
+def _run(model: Path, *args: str) -> int:
+    return cli(["anonymize", *args, "--model", str(model), "--steps", "2"])
+
+
+def test_one_file_with_candidates(tiny_model_dir: Path, inputs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out" / "face.png"
+    assert _run(tiny_model_dir, str(inputs / "000001.png"), "--out", str(out), "--protect", "Male,Young",
+                "--level", "6", "--candidates", "2", "--seed", "4") == 0
+    for c in (0, 1):
+        image = Image.open(out.with_name(f"face-{c}.png"))
+        assert image.size == (16, 16) and image.mode == "RGB"
+        receipt = json.loads(out.with_name(f"face-{c}.receipt.json").read_text())
+        assert receipt["level"] == 6 and receipt["seed"] == 4 and receipt["candidate"] == c
+        assert [a["attribute"] for a in receipt["attributes"]] == ["Male", "Young"]
+
+
+def test_folder_with_explicit_eps(tiny_model_dir: Path, inputs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert _run(tiny_model_dir, str(inputs), "--out", str(out), "--protect", "Male", "--eps", "Male=0.5",
+                "--mechanism", "laplace", "--identity-eps", "8", "--rho", "0.2") == 0
+    assert sorted(p.name for p in out.iterdir()) == ["000001.png", "000001.receipt.json", "000002.png",
+                                                     "000002.receipt.json"]
+    receipt = json.loads((out / "000002.receipt.json").read_text())
+    assert receipt["attributes"][0]["mechanism"] == "laplace" and receipt["identity_epsilon"] == 8.0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--protect", "Mail", "--level", "3"], "unknown attribute(s) 'Mail'"),
+        (["--protect", "Male", "--eps", "Male=0"], "Male: epsilon must be finite and > 0"),
+        (["--protect", "Male", "--eps", "Male=nan"], "Male: epsilon must be finite and > 0"),
+        (["--protect", "Male", "--eps", "Male=-1"], "Male: epsilon must be finite and > 0"),
+        (["--level", "12"], "privacy level must be an integer in 0..10"),
+        (["--candidates", "0"], "candidates must be an integer in 1..8"),
+    ],
+)
+def test_bad_arguments_write_nothing(tiny_model_dir: Path, inputs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                     args: list[str], message: str) -> None:
+    out = tmp_path / "out"
+    assert _run(tiny_model_dir, str(inputs), "--out", str(out), *args) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n garbage"), "not a readable PNG or JPEG"),
+        (lambda p: Image.new("RGB", (32, 32)).save(p), "32x32; this model takes 16x16"),
+        (lambda p: Image.new("RGBA", (16, 16)).save(p), "mode RGBA; expected RGB"),
+        (lambda p: Image.new("L", (16, 16)).save(p), "mode L; expected RGB"),
+    ],
+)
+def test_one_bad_image_in_a_folder_writes_nothing(tiny_model_dir: Path, inputs: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str], make, message: str) -> None:
+    make(inputs / "bad.png")
+    out = tmp_path / "out"
+    assert _run(tiny_model_dir, str(inputs), "--out", str(out), "--level", "2") == 2
+    err = capsys.readouterr().err
+    assert "bad.png" in err and message in err
+    assert not out.exists()
+
+
+def test_missing_input(tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(tiny_model_dir, str(tmp_path / "nope.png"), "--out", str(tmp_path / "o.png")) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    shutil.rmtree(tmp_path, ignore_errors=True)

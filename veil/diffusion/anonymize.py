@@ -1,0 +1,335 @@
+"""Anonymise face images: the Diffusion-DP release of DESIGN section 4 (variant A).
+
+For each image: encode z_sem, predict the attributes a, invert to x_T with (z, a). For each of K
+candidates: release every protected attribute through its mechanism, re-draw the attributes
+implied by a protected one from their distribution given the released value (post-processing),
+release z_sem through the Gaussian mechanism when identity is protected, re-draw a fraction rho
+of x_T, and decode with guidance towards the released attributes. Each output carries a
+`Receipt` of what was spent; the original attribute values never leave this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from veil.diffusion.levels import IDENTITY_DELTA, privacy_level
+from veil.diffusion.mechanisms import (GaussianCalibration, calibrate_identity, gaussian_identity_release, laplace_release,
+                                       randomized_response, resample_start)
+from veil.diffusion.pipeline import DiffusionAutoencoder, SamplingConfig
+from veil.errors import InvalidArgument
+from veil.ledger import AttributeSpend, IdentitySpend, Mechanism, ReleaseSpend, require_epsilon
+
+ProgressFn = Callable[[str, int, int], None]
+MAX_CANDIDATES = 8
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What one anonymisation spends, validated against the model's attributes."""
+
+    protect: tuple[str, ...]
+    attribute_epsilon: dict[str, float]  # eps per protected attribute; empty: released unchanged
+    mechanism: Mechanism = Mechanism.RANDOMIZED_RESPONSE
+    identity_epsilon: float | None = None
+    rho: float = 0.0
+    level: int = -1  # -1: explicit budgets
+
+    @classmethod
+    def from_level(cls, level: int, protect: Sequence[str], attribute_names: Sequence[str]) -> Budget:
+        row = privacy_level(level)
+        names = _check_attributes(protect, attribute_names)
+        eps = {} if row.attribute_epsilon is None else {a: row.attribute_epsilon for a in names}
+        return cls(names, eps, Mechanism.RANDOMIZED_RESPONSE, row.identity_epsilon, row.rho, row.level)
+
+    @classmethod
+    def explicit(cls, protect: Sequence[str], attribute_names: Sequence[str], attribute_epsilon: dict[str, float],
+                 mechanism: Mechanism | str = Mechanism.RANDOMIZED_RESPONSE, identity_epsilon: float | None = None,
+                 rho: float = 0.0) -> Budget:
+        names = _check_attributes(protect, attribute_names)
+        missing = [a for a in names if a not in attribute_epsilon]
+        extra = [a for a in attribute_epsilon if a not in names]
+        if missing:
+            raise InvalidArgument(f"no epsilon given for protected attribute(s) {', '.join(missing)}")
+        if extra:
+            raise InvalidArgument(f"epsilon given for attribute(s) not protected: {', '.join(extra)}")
+        eps = {a: require_epsilon(attribute_epsilon[a], a) for a in names}
+        try:
+            mechanism = Mechanism(mechanism)
+        except ValueError:
+            raise InvalidArgument(f"unknown attribute mechanism {mechanism!r}") from None
+        if mechanism is Mechanism.GAUSSIAN:
+            raise InvalidArgument("attributes are released by randomized_response or laplace; gaussian is for identity")
+        if identity_epsilon is not None:
+            identity_epsilon = require_epsilon(identity_epsilon, "identity")
+        if not isinstance(rho, (int, float)) or math.isnan(rho) or not 0.0 <= rho <= 1.0:
+            raise InvalidArgument(f"rho must be in [0, 1], got {rho!r}")
+        return cls(names, eps, mechanism, identity_epsilon, float(rho), -1)
+
+
+def _check_attributes(protect: Sequence[str], attribute_names: Sequence[str]) -> tuple[str, ...]:
+    unknown = [a for a in protect if a not in attribute_names]
+    if unknown:
+        raise InvalidArgument(f"unknown attribute(s) {', '.join(map(repr, unknown))}; "
+                              f"this model knows {', '.join(attribute_names)}")
+    if len(set(protect)) != len(protect):
+        raise InvalidArgument(f"an attribute is listed twice in {list(protect)}")
+    return tuple(protect)
+
+
+@dataclass(frozen=True)
+class AttributeRelease:
+    attribute: str
+    mechanism: str
+    epsilon: float
+    released_value: float
+
+
+@dataclass(frozen=True)
+class Receipt:
+    receipt_id: str
+    attributes: tuple[AttributeRelease, ...]
+    resampled: tuple[str, ...]  # implied attributes re-drawn from the released values (no budget)
+    identity_epsilon: float | None
+    identity_delta: float | None
+    identity_sigma: float | None
+    identity_noise_multiplier: float | None
+    rho: float
+    level: int
+    seed: int
+    candidate: int
+    model_version: str
+    input_sha256: str
+    created_at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def spend(self) -> ReleaseSpend | None:
+        """What charging this release costs on the subject's ledger; None when it spends nothing."""
+        identity = None
+        if self.identity_epsilon is not None:
+            identity = IdentitySpend(self.identity_epsilon, self.identity_delta, self.identity_noise_multiplier)
+        if not self.attributes and identity is None:
+            return None
+        attrs = tuple(AttributeSpend(a.attribute, a.mechanism, a.epsilon) for a in self.attributes)
+        return ReleaseSpend(self.receipt_id, attrs, identity)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The budget-independent part of anonymising a batch: latents, attribute logits, x_T."""
+
+    z: torch.Tensor
+    logits: torch.Tensor
+    predicted: torch.Tensor
+    x_start: torch.Tensor
+    hashes: list[str]
+
+    def __len__(self) -> int:
+        return self.z.shape[0]
+
+    def select(self, start: int, stop: int) -> Prepared:
+        """The images start..stop-1 (a request's share of a micro-batch)."""
+        return Prepared(self.z[start:stop], self.logits[start:stop], self.predicted[start:stop],
+                        self.x_start[start:stop], self.hashes[start:stop])
+
+
+@dataclass(frozen=True)
+class ReleasePlan:
+    """The mechanisms' output for K candidates of each image of one request, ready to decode."""
+
+    budget: Budget
+    candidates: int
+    seed: int
+    hashes: list[str]
+    released: torch.Tensor  # (N*K, A) attributes fed to the decoder
+    source: torch.Tensor  # (N*K, A) the predicted attributes (the guidance base)
+    z: torch.Tensor  # (N*K, d) released latents
+    x_start: torch.Tensor  # (N*K, 3, H, W)
+    calibration: GaussianCalibration | None
+    implied: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return self.released.shape[0]
+
+
+@dataclass(frozen=True)
+class AnonymizedImage:
+    image: np.ndarray  # uint8 (H, W, 3)
+    receipt: Receipt
+
+
+def to_tensor(images: Sequence[np.ndarray], size: int) -> torch.Tensor:
+    for i, img in enumerate(images):
+        if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.shape != (size, size, 3):
+            shape = getattr(img, "shape", None)
+            raise InvalidArgument(f"image {i}: expected uint8 RGB of {size}x{size}x3, got {shape}")
+    stacked = np.stack(images).astype(np.float32) / 127.5 - 1.0
+    return torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous()
+
+
+def to_uint8(images: torch.Tensor) -> list[np.ndarray]:
+    pixels = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return list(pixels)
+
+
+class Anonymizer:
+    """Diffusion-DP over one loaded model; thread-compatible, not thread-safe (one batch at a time)."""
+
+    def __init__(self, model: DiffusionAutoencoder, sampling: SamplingConfig | None = None, max_batch: int = 32) -> None:
+        self.model = model
+        self.sampling = sampling or model.card.sampling
+        self.sampling.validate()
+        if max_batch < 1:
+            raise InvalidArgument(f"max_batch must be >= 1, got {max_batch}")
+        self.max_batch = max_batch
+
+    @property
+    def model_version(self) -> str:
+        return self.model.card.model_version
+
+    def _implied_rates(self, protect: Sequence[str]) -> dict[str, tuple[str, dict[str, dict[str, float]]]]:
+        """implied attribute -> (the protected key it follows, that key's conditional rates)."""
+        card = self.model.card
+        out: dict[str, tuple[str, dict[str, dict[str, float]]]] = {}
+        for key in protect:
+            for other in card.implied.get(key, []):
+                if other not in protect and other not in out:
+                    out[other] = (key, card.conditional_rates[key])
+        return out
+
+    @torch.no_grad()
+    def prepare(self, images: Sequence[np.ndarray], progress: ProgressFn | None = None) -> Prepared:
+        """Encode, predict attributes and invert: everything that does not depend on the budget."""
+        if not images:
+            raise InvalidArgument("no images to anonymise")
+        model = self.model
+        x0 = to_tensor(images, model.image_size).to(model.device)
+        z = model.encode(x0)
+        logits = model.attribute_logits(x0)
+        predicted = torch.where(logits >= 0, 1.0, -1.0)
+        x_start = torch.cat([
+            model.invert(x0[s:s + self.max_batch], model.condition(z[s:s + self.max_batch], predicted[s:s + self.max_batch]),
+                         self.sampling, progress)
+            for s in range(0, x0.shape[0], self.max_batch)
+        ])
+        hashes = [hashlib.sha256(np.ascontiguousarray(img).tobytes()).hexdigest() for img in images]
+        return Prepared(z, logits, predicted, x_start, hashes)
+
+    @torch.no_grad()
+    def anonymize(self, images: Sequence[np.ndarray], budget: Budget, candidates: int = 1, seed: int | None = None,
+                  progress: ProgressFn | None = None) -> list[list[AnonymizedImage]]:
+        """K candidates for each image (uint8 RGB at the model's size)."""
+        return self.release(self.prepare(images, progress), budget, candidates, seed, progress)
+
+    @torch.no_grad()
+    def release(self, prepared: Prepared, budget: Budget, candidates: int = 1, seed: int | None = None,
+                progress: ProgressFn | None = None) -> list[list[AnonymizedImage]]:
+        """K candidates for each prepared image under `budget`."""
+        plan = self.plan(prepared, budget, candidates, seed)
+        return self.receipts(plan, self.decode([plan], progress)[0])
+
+    @torch.no_grad()
+    def plan(self, prepared: Prepared, budget: Budget, candidates: int = 1, seed: int | None = None) -> ReleasePlan:
+        """Run the mechanisms: the released attributes, latents and start points of every candidate.
+
+        Plans of different requests (different budgets) can be decoded together in one batch.
+        """
+        if isinstance(candidates, bool) or not isinstance(candidates, int) or not 1 <= candidates <= MAX_CANDIDATES:
+            raise InvalidArgument(f"candidates must be an integer in 1..{MAX_CANDIDATES}, got {candidates!r}")
+        _check_attributes(budget.protect, self.model.attribute_names)
+        seed = secrets.randbits(63) if seed is None else seed
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+            raise InvalidArgument(f"seed must be an integer in 0..2^63-1, got {seed!r}")
+        gen = torch.Generator().manual_seed(seed)
+        model, names, k = self.model, self.model.attribute_names, candidates
+        device = model.device
+        rows = torch.arange(len(prepared), device=device).repeat_interleave(k)
+        released = prepared.predicted[rows].clone()
+        values: dict[str, torch.Tensor] = {}
+        for attr in budget.protect:
+            if attr not in budget.attribute_epsilon:
+                continue
+            j = names.index(attr)
+            eps = budget.attribute_epsilon[attr]
+            if budget.mechanism is Mechanism.LAPLACE:
+                score = torch.tanh(prepared.logits[rows, j] / 2)  # 2 P(+1) - 1, in [-1, 1]
+                released[:, j] = laplace_release(score, eps, -1.0, 1.0, gen)
+            else:
+                released[:, j] = randomized_response(prepared.predicted[rows, j], eps, gen)
+            values[attr] = released[:, j]
+        implied = self._implied_rates(list(values))
+        for other, (key, rates) in implied.items():
+            p_plus = torch.where(values[key] >= 0, rates["+1"][other], rates["-1"][other])
+            draw = torch.rand(p_plus.shape, generator=gen).to(device)
+            released[:, names.index(other)] = torch.where(draw < p_plus, 1.0, -1.0)
+        z_rows, x_rows = prepared.z[rows], prepared.x_start[rows]
+        calibration = None
+        if budget.identity_epsilon is not None:
+            calibration = calibrate_identity(budget.identity_epsilon, IDENTITY_DELTA, model.encoder.radius)
+            z_rows = gaussian_identity_release(z_rows, calibration, model.encoder.radius, gen)
+        x_rows = resample_start(x_rows, budget.rho, gen)
+        return ReleasePlan(budget, k, seed, prepared.hashes, released, prepared.predicted[rows], z_rows, x_rows,
+                           calibration, tuple(implied))
+
+    @torch.no_grad()
+    def decode(self, plans: Sequence[ReleasePlan], progress: ProgressFn | None = None) -> list[list[np.ndarray]]:
+        """Decode the rows of several plans in shared batches; pixels per plan, in row order."""
+        model = self.model
+        released = torch.cat([p.released for p in plans])
+        source = torch.cat([p.source for p in plans])
+        z_rows = torch.cat([p.z for p in plans])
+        x_rows = torch.cat([p.x_start for p in plans])
+        outputs: list[torch.Tensor] = []
+        for s in range(0, released.shape[0], self.max_batch):
+            sl = slice(s, s + self.max_batch)
+            cond = model.condition(z_rows[sl], released[sl])
+            if self.sampling.guidance_base == "source":
+                base = model.condition(z_rows[sl], source[sl])
+            else:
+                base = model.condition(z_rows[sl], released[sl], null=True)
+            outputs.append(model.decode(x_rows[sl], cond, base, self.sampling, progress))
+        pixels = to_uint8(torch.cat(outputs))
+        out: list[list[np.ndarray]] = []
+        start = 0
+        for plan in plans:
+            out.append(pixels[start:start + len(plan)])
+            start += len(plan)
+        return out
+
+    def receipts(self, plan: ReleasePlan, pixels: Sequence[np.ndarray]) -> list[list[AnonymizedImage]]:
+        """Pair a plan's decoded pixels with their receipts: [image][candidate]."""
+        names, budget, cal = self.model.attribute_names, plan.budget, plan.calibration
+        shared = dict(
+            resampled=plan.implied,
+            identity_epsilon=budget.identity_epsilon,
+            identity_delta=IDENTITY_DELTA if cal else None,
+            identity_sigma=cal.sigma if cal else None,
+            identity_noise_multiplier=cal.noise_multiplier if cal else None,
+            rho=budget.rho, level=budget.level, seed=plan.seed, model_version=self.model_version,
+        )
+        results: list[list[AnonymizedImage]] = []
+        for i, digest in enumerate(plan.hashes):
+            row: list[AnonymizedImage] = []
+            for c in range(plan.candidates):
+                r = i * plan.candidates + c
+                attrs = tuple(
+                    AttributeRelease(a, budget.mechanism.value, budget.attribute_epsilon[a],
+                                     float(plan.released[r, names.index(a)]))
+                    for a in budget.protect if a in budget.attribute_epsilon
+                )
+                receipt = Receipt(receipt_id=uuid.uuid4().hex, attributes=attrs, candidate=c,
+                                  input_sha256=digest, **shared)
+                row.append(AnonymizedImage(pixels[r], receipt))
+            results.append(row)
+        return results

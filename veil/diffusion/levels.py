@@ -1,0 +1,49 @@
+"""The privacy levels 0..10: one table from a level to (eps per attribute, eps_id, rho).
+
+Level 0 releases the image's own attributes and identity (no protection, reconstruction only);
+it spends no budget and is not a DP release. From level 1 each protected attribute is released
+by randomized response at `attribute_epsilon`; from level 3 the identity latent goes through the
+Gaussian mechanism at (`identity_epsilon`, IDENTITY_DELTA) and a fraction `rho` of the inverted
+x_T is re-drawn. Higher levels spend less eps and re-draw more.
+
+The numbers are a product choice checked by `veil eval` (the identity bar is measured at
+DEFAULT_LEVEL); the table is served by the anonymizer's GetModelInfo so clients can show it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from veil.errors import InvalidArgument
+
+
+@dataclass(frozen=True)
+class PrivacyLevel:
+    level: int
+    attribute_epsilon: float | None  # None: attributes released unchanged
+    identity_epsilon: float | None  # None: identity latent unchanged
+    rho: float
+
+
+IDENTITY_DELTA = 1e-5
+DEFAULT_LEVEL = 5
+
+LEVELS: tuple[PrivacyLevel, ...] = (
+    PrivacyLevel(0, None, None, 0.0),
+    PrivacyLevel(1, 8.0, None, 0.0),
+    PrivacyLevel(2, 6.0, None, 0.0),
+    PrivacyLevel(3, 4.0, 64.0, 0.1),
+    PrivacyLevel(4, 3.0, 32.0, 0.2),
+    PrivacyLevel(5, 2.0, 16.0, 0.3),
+    PrivacyLevel(6, 1.5, 8.0, 0.4),
+    PrivacyLevel(7, 1.0, 4.0, 0.5),
+    PrivacyLevel(8, 0.75, 2.0, 0.6),
+    PrivacyLevel(9, 0.5, 1.0, 0.7),
+    PrivacyLevel(10, 0.25, 0.5, 0.8),
+)
+
+
+def privacy_level(level: int) -> PrivacyLevel:
+    if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level < len(LEVELS):
+        raise InvalidArgument(f"privacy level must be an integer in 0..{len(LEVELS) - 1}, got {level!r}")
+    return LEVELS[level]

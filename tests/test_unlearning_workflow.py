@@ -87,8 +87,8 @@ def test_each_method_writes_a_child_version(registry, method):
     assert card.manifest_sha256 == revised.sha256 != parent.manifest_sha256
     assert registry.store.get(parent.checkpoint.key) == parent_bytes
     changed = any(not torch.equal(a, b) for a, b in zip(
-        registry.load("faces", "v1").model.state_dict().values(),
-        registry.load("faces", card.version).model.state_dict().values()))
+        registry.load_version("faces", "v1").model.state_dict().values(),
+        registry.load_version("faces", card.version).model.state_dict().values()))
     assert changed
 
 
@@ -100,7 +100,7 @@ def test_replacing_originals_by_themselves_keeps_the_weights(registry, method):
                             params=FAST)
     assert card.stats["delta_norm"] == 0.0
     assert [e.object for e in registry.manifest(card).train] == [e.object for e in manifest.train]
-    parent, child = registry.load("faces", "v1").model, registry.load("faces", card.version).model
+    parent, child = registry.load_version("faces", "v1").model, registry.load_version("faces", card.version).model
     for name, tensor in parent.state_dict().items():
         assert torch.equal(child.state_dict()[name], tensor)
 
@@ -154,10 +154,10 @@ def test_bad_requests_are_refused_with_clear_messages(registry):
 
 
 def test_a_diverging_update_keeps_the_parent(registry):
-    parent = registry.load("faces", "v1")
+    parent = registry.load_version("faces", "v1")
     state = {k: v.clone() for k, v in parent.model.state_dict().items()}
     state["head.weight"][0, 0] = math.inf
-    broken = registry.save(model="faces", parent="v1", state_dict=state, manifest=registry.manifest(parent.card),
+    broken = registry.save_version(model="faces", parent="v1", state_dict=state, manifest=registry.manifest(parent.card),
                            spec=parent.card.spec, training=parent.card.train_config, method="first")
     before = registry.versions("faces")
     weights = registry.store.get(broken.checkpoint.key)

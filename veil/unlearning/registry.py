@@ -14,15 +14,18 @@ with weights it does not describe.
 
 Versions are v1, v2, ... per model. Two writers never get the same number: each writes a claim
 object for the next free number and lists the claims for it; a writer owns the number only if its
-claim is the only one (the later of two writers always sees both and moves on; a store with
-read-after-write listing - local directory, S3 - guarantees that).
+claim is the only one listed, else it withdraws its claim and tries again after a random pause. Of
+two writers the later lister always sees the other's claim unless it was withdrawn, so at most one
+wins (given read-after-write listing, which the local directory and S3 provide).
 """
 
 from __future__ import annotations
 
 import json
+import random
 import re
 import secrets
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
@@ -31,7 +34,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from veil.errors import DataLoss, InvalidArgument, NotFound
+from veil.errors import Aborted, DataLoss, InvalidArgument, NotFound
 from veil.store import ObjectStore
 from veil.unlearning.classifier import ClassifierSpec, build_classifier
 from veil.unlearning.manifest import Manifest, ObjectRef
@@ -42,7 +45,7 @@ ROOT = "models"
 CARD, WEIGHTS, MANIFEST = "card.json", "model.safetensors", "manifest.json"
 _MODEL_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _VERSION = re.compile(r"v([1-9][0-9]{0,8})")
-MAX_CLAIM_ATTEMPTS = 20
+MAX_CLAIM_ATTEMPTS = 50
 
 
 def validate_model_name(name: str) -> str:
@@ -192,7 +195,7 @@ class ModelRegistry:
         data = self._store.get(card.manifest.key, expected_sha256=card.manifest.sha256)
         return Manifest.from_bytes(data, f"manifest of {card.model} {card.version}")
 
-    def load(self, model: str, version: str | None = None) -> LoadedModel:
+    def load_version(self, model: str, version: str | None = None) -> LoadedModel:
         card = self.card(model, version)
         data = self._store.get(card.checkpoint.key, expected_sha256=card.checkpoint.sha256)
         network = build_classifier(card.spec)
@@ -214,19 +217,21 @@ class ModelRegistry:
     # -- writing ---------------------------------------------------------------------------------
 
     def _claim_version(self, model: str) -> str:
-        for _ in range(MAX_CLAIM_ATTEMPTS):
+        for attempt in range(MAX_CLAIM_ATTEMPTS):
             used = [_version_number(part) for info in self._store.list(f"{ROOT}/{model}/")
                     for part in info.key.split("/")[2:4] if _VERSION.fullmatch(part)]
             version = f"v{max(used, default=0) + 1}"
-            token = secrets.token_hex(8)
-            self._store.put(f"{ROOT}/{model}/claims/{version}/{token}", b"")
-            claims = list(self._store.list(f"{ROOT}/{model}/claims/{version}/"))
-            if len(claims) == 1:
+            claim = f"{ROOT}/{model}/claims/{version}/{secrets.token_hex(8)}"
+            self._store.put(claim, b"")
+            if len(list(self._store.list(f"{ROOT}/{model}/claims/{version}/"))) == 1:
                 return version
-        raise InvalidArgument(f"could not claim a version of {model!r} after {MAX_CLAIM_ATTEMPTS} "
-                              "attempts: too many concurrent writers")
+            # Contended: withdraw and retry after a random pause, so that contenders spread out.
+            self._store.delete(claim)
+            time.sleep(random.uniform(0, min(0.5, 0.01 * 2 ** attempt)))
+        raise Aborted(f"could not claim a version of {model!r} after {MAX_CLAIM_ATTEMPTS} attempts: "
+                      "too many concurrent writers; try again")
 
-    def save(self, *, model: str, parent: str | None, state_dict: dict[str, torch.Tensor],
+    def save_version(self, *, model: str, parent: str | None, state_dict: dict[str, torch.Tensor],
              manifest: Manifest, spec: ClassifierSpec, training: TrainConfig, method: str,
              hyperparameters: dict | None = None, wall_time_seconds: float = 0.0,
              cpu_time_seconds: float = 0.0,

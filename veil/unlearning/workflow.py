@@ -87,7 +87,7 @@ def train(registry: ModelRegistry, *, model: str, manifest_key: str, manifest_sh
     loss = fit(network, data.train_images, data.train_targets, config, progress)
     wall, cpu = stopwatch.wall_seconds, stopwatch.cpu_seconds
     metrics = evaluate(network, EvaluationData.test_only(data.test_images, data.test_targets))
-    return registry.save(model=model, parent=None, state_dict=network.state_dict(),
+    return registry.save_version(model=model, parent=None, state_dict=network.state_dict(),
                          manifest=manifest, spec=spec, training=config, method="train",
                          wall_time_seconds=wall, cpu_time_seconds=cpu, metrics=metrics,
                          stats={"final_train_loss": loss, "train_images": len(manifest.train),
@@ -101,7 +101,7 @@ def unlearn(registry: ModelRegistry, *, model: str, version: str | None, pairs: 
     """Replace the pairs' originals by their replacements in `model` (version default: newest)
     with `method`; writes and returns the child version."""
     store = registry.store
-    parent = registry.load(model, version)
+    parent = registry.load_version(model, version)
     spec, config = parent.card.spec, parent.card.train_config
     base = registry.manifest(parent.card)
     revised = base.revise(pairs)
@@ -121,7 +121,7 @@ def unlearn(registry: ModelRegistry, *, model: str, version: str | None, pairs: 
     data = evaluation_data(store, base, revised, spec.image_size)
     metrics = evaluate(child, data) if data is not None else {}
     session_ids = tuple(sorted({p.session_id for p in pairs if p.session_id}))
-    return registry.save(model=model, parent=parent.card.version, state_dict=result.state_dict,
+    return registry.save_version(model=model, parent=parent.card.version, state_dict=result.state_dict,
                          manifest=revised, spec=spec, training=config, method=method,
                          hyperparameters=params.to_dict(), wall_time_seconds=result.wall_time_seconds,
                          cpu_time_seconds=result.cpu_time_seconds,
@@ -143,8 +143,8 @@ def compare(registry: ModelRegistry, *, model: str, version: str,
     revision (or, without a reference, by the version's own): so the parent, the retrained model
     and every update of the same revision are measured on the same images.
     """
-    candidate = registry.load(model, version)
-    baseline = registry.load(model, reference) if reference else None
+    candidate = registry.load_version(model, version)
+    baseline = registry.load_version(model, reference) if reference else None
     revision = _revision(registry, baseline.card if baseline else candidate.card)
     if revision is None and baseline is not None:
         revision = _revision(registry, candidate.card)

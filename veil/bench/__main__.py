@@ -7,6 +7,7 @@ import sys
 
 BENCHES = {
     "diffusion": "veil.bench.diffusion",
+    "unlearning": "veil.bench.unlearning",
 }
 
 

@@ -85,6 +85,9 @@ class ModelCard:
     stats: dict = field(default_factory=dict)
     session_ids: tuple[str, ...] = ()
     pairs: int = 0
+    # The unlearner job that wrote this version ("" when written otherwise, e.g. by the CLI): a
+    # job resumed after a crash finds the version it already wrote instead of writing another.
+    job_id: str = ""
 
     @property
     def manifest_sha256(self) -> str:
@@ -205,6 +208,12 @@ class ModelRegistry:
             raise DataLoss(f"weights of {model} {card.version} do not fit its card: {exc}") from None
         return LoadedModel(card, network.eval())
 
+    def version_of_job(self, model: str, job_id: str) -> ModelCard | None:
+        """The version of `model` written by job `job_id`, if any."""
+        if not job_id:
+            raise InvalidArgument("a job id is needed to find the version it wrote")
+        return next((c for c in self.list(model) if c.job_id == job_id), None)
+
     def dependents(self, sha256s: set[str]) -> list[ModelCard]:
         """The newest version of each model whose training manifest holds any of `sha256s`."""
         out = []
@@ -236,7 +245,7 @@ class ModelRegistry:
              hyperparameters: dict | None = None, wall_time_seconds: float = 0.0,
              cpu_time_seconds: float = 0.0,
              metrics: dict | None = None, stats: dict | None = None,
-             session_ids: tuple[str, ...] = (), pairs: int = 0) -> ModelCard:
+             session_ids: tuple[str, ...] = (), pairs: int = 0, job_id: str = "") -> ModelCard:
         """Write a new version; returns its card. The version is visible only once complete."""
         validate_model_name(model)
         if parent is not None:
@@ -259,7 +268,7 @@ class ModelRegistry:
                 hyperparameters=dict(hyperparameters or {}), wall_time_seconds=wall_time_seconds,
                 cpu_time_seconds=cpu_time_seconds,
                 metrics=dict(metrics or {}), stats=dict(stats or {}),
-                session_ids=tuple(session_ids), pairs=pairs)
+                session_ids=tuple(session_ids), pairs=pairs, job_id=job_id)
             self._store.put(self._key(model, version, CARD), card.to_json().encode(),
                             content_type="application/json")
         except BaseException:

@@ -72,16 +72,32 @@ def evaluation_data(store: ObjectStore, base: Manifest, revised: Manifest, image
         original_protected=label_tensor(originals, [protected_column]).reshape(-1))
 
 
+def _classifier_spec(manifest: Manifest, image_size: int, channels: tuple[int, ...],
+                     embedding_dim: int) -> ClassifierSpec:
+    return ClassifierSpec(image_size=image_size, num_outputs=len(manifest.task_attributes),
+                          channels=tuple(channels), embedding_dim=embedding_dim)
+
+
+def check_train(store: ObjectStore, *, manifest_key: str, manifest_sha256: str | None = None,
+                channels: tuple[int, ...] = (16, 32, 64), embedding_dim: int = 64) -> Manifest:
+    """Check a training request without running it: the manifest is there (NotFound), intact
+    (DataLoss) and well formed, and its first image fits the architecture (InvalidArgument).
+    Images beyond the first are read only by `train`."""
+    manifest = read_manifest(store, manifest_key, manifest_sha256)
+    first = read_images(store, [manifest.train[0].object])
+    _classifier_spec(manifest, int(first.shape[1]), channels, embedding_dim)
+    return manifest
+
+
 def train(registry: ModelRegistry, *, model: str, manifest_key: str, manifest_sha256: str | None = None,
           config: TrainConfig = TrainConfig(), channels: tuple[int, ...] = (16, 32, 64),
-          embedding_dim: int = 64, progress: ProgressFn | None = None) -> ModelCard:
-    """Train a root version of `model` on the manifest stored at `manifest_key`."""
+          embedding_dim: int = 64, progress: ProgressFn | None = None, job_id: str = "") -> ModelCard:
+    """Train a root version of `model` on the manifest stored at `manifest_key` (`job_id`: the
+    unlearner job doing it, recorded in the card)."""
     store = registry.store
     manifest = read_manifest(store, manifest_key, manifest_sha256)
     data = load_manifest(store, manifest)
-    spec = ClassifierSpec(image_size=int(data.train_images.shape[-1]),
-                          num_outputs=len(manifest.task_attributes), channels=tuple(channels),
-                          embedding_dim=embedding_dim)
+    spec = _classifier_spec(manifest, int(data.train_images.shape[-1]), channels, embedding_dim)
     stopwatch = Stopwatch()
     network = initialise(lambda: build_classifier(spec), config.seed)
     loss = fit(network, data.train_images, data.train_targets, config, progress)
@@ -92,27 +108,49 @@ def train(registry: ModelRegistry, *, model: str, manifest_key: str, manifest_sh
                          wall_time_seconds=wall, cpu_time_seconds=cpu, metrics=metrics,
                          stats={"final_train_loss": loss, "train_images": len(manifest.train),
                                 "test_images": len(manifest.test),
-                                "task_attributes": list(manifest.task_attributes)})
+                                "task_attributes": list(manifest.task_attributes)},
+                         job_id=job_id)
+
+
+def _pair_tensors(store: ObjectStore, base: Manifest, pairs: Sequence[ReplacementPair],
+                  image_size: int) -> PairTensors:
+    """The pairs' images (verified, `image_size` square) and their originals' task labels, in
+    manifest order; `pairs` must already be checked against `base` (Manifest.revise)."""
+    columns = base.columns(base.task_attributes)
+    position = {entry.object.key: i for i, entry in enumerate(base.train)}
+    ordered = sorted(pairs, key=lambda p: position[p.original.key])
+    return PairTensors(
+        originals=images_to_tensor(read_images(store, [p.original for p in ordered], image_size)),
+        replacements=images_to_tensor(read_images(store, [p.replacement for p in ordered], image_size)),
+        targets=label_tensor([base.train[position[p.original.key]] for p in ordered], columns))
+
+
+def check_unlearn(registry: ModelRegistry, *, model: str, version: str | None,
+                  pairs: Sequence[ReplacementPair]) -> ModelCard:
+    """Check an unlearning request without running it, as `unlearn` would: the version exists
+    (NotFound), every pair's original is in its training split (InvalidArgument), and every image
+    of the pairs is there (NotFound), intact (DataLoss) and of the model's shape
+    (InvalidArgument). Returns the version's card."""
+    card = registry.card(model, version)
+    base = registry.manifest(card)
+    base.revise(pairs)
+    _pair_tensors(registry.store, base, pairs, card.spec.image_size)
+    return card
 
 
 def unlearn(registry: ModelRegistry, *, model: str, version: str | None, pairs: Sequence[ReplacementPair],
             method: str, params: UnlearnParams = UnlearnParams(),
-            progress: ProgressFn | None = None) -> ModelCard:
+            progress: ProgressFn | None = None, job_id: str = "") -> ModelCard:
     """Replace the pairs' originals by their replacements in `model` (version default: newest)
-    with `method`; writes and returns the child version."""
+    with `method`; writes and returns the child version (`job_id`: the unlearner job doing it,
+    recorded in the card)."""
     store = registry.store
     parent = registry.load_version(model, version)
     spec, config = parent.card.spec, parent.card.train_config
     base = registry.manifest(parent.card)
     revised = base.revise(pairs)
+    pair_tensors = _pair_tensors(store, base, pairs, spec.image_size)
     columns = tuple(base.columns(base.task_attributes))
-    position = {entry.object.key: i for i, entry in enumerate(base.train)}
-    ordered = sorted(pairs, key=lambda p: position[p.original.key])  # revise() checked the keys
-    pair_tensors = PairTensors(
-        originals=images_to_tensor(read_images(store, [p.original for p in ordered], spec.image_size)),
-        replacements=images_to_tensor(read_images(store, [p.replacement for p in ordered],
-                                                  spec.image_size)),
-        targets=label_tensor([base.train[position[p.original.key]] for p in ordered], columns))
     training = StoreTrainingSet(store, revised.train, columns, spec.image_size)
     result = update_model(method, parent.model, spec, config, pair_tensors, training, params, progress)
     child = build_classifier(spec)
@@ -126,7 +164,7 @@ def unlearn(registry: ModelRegistry, *, model: str, version: str | None, pairs: 
                          hyperparameters=params.to_dict(), wall_time_seconds=result.wall_time_seconds,
                          cpu_time_seconds=result.cpu_time_seconds,
                          metrics=metrics, stats=result.stats, session_ids=session_ids,
-                         pairs=len(ordered))
+                         pairs=len(pairs), job_id=job_id)
 
 
 def _revision(registry: ModelRegistry, card: ModelCard) -> tuple[Manifest, Manifest] | None:

@@ -49,10 +49,10 @@ def make_pg_database() -> Iterator[Callable[[], str]]:
     admin.dispose()
 
 
-def migrated(url: str) -> str:
-    """`url` with the gateway's tables migrated."""
+def migrated(url: str, service: str = SERVICE) -> str:
+    """`url` with `service`'s tables (default: the gateway's) migrated."""
     engine = create_engine(DatabaseConfig(url=url))
-    migrate(SERVICE, engine)
+    migrate(service, engine)
     engine.dispose()
     return url
 

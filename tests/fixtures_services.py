@@ -1,8 +1,11 @@
-"""The services as real processes on loopback, for the gateway's tests: the anonymizer with the
-tiny model (one per test run), gateways on a fresh PostgreSQL database and a nanio S3 bucket.
+"""The services as real processes on loopback: the anonymizer with the tiny model (one per test
+run), gateways on a fresh PostgreSQL database, unlearners on databases of their own, all on one
+nanio S3 bucket.
 
     gateway = start_gateway(VEIL_LEDGER_CAP="3")       # a process; stopped at the test's end
     with gateway.client("tenant-3") as client: ...     # a GatewayClient of that tenant
+    unlearner = unlearners(VEIL_UNLEARNER_WORKERS="2")  # likewise
+    caller = unlearner_caller(unlearner, "tenant-4")    # its RPCs as that tenant
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 from fixtures_db import migrated
 from fixtures_store import NanioServer, free_port
@@ -22,10 +26,13 @@ from veil import localrun
 from veil.client import GatewayClient
 from veil.data import load_celeba
 from veil.db import Database, DatabaseConfig
-from veil.images import encode_png
+from veil.images import decode_image, encode_png
 from veil.rpc import ChannelConfig
 from veil.sessions import GatewayState
-from veil.store import StoreConfig, open_store
+from veil.store import ObjectStore, StoreConfig, open_store
+from veil.unlearning.dataset import import_celeba
+from veil.unlearning.manifest import Manifest, ManifestEntry, ObjectRef
+from veil.v1 import common_pb2, unlearner_pb2, unlearner_pb2_grpc
 
 TENANTS = [f"tenant-{i}" for i in range(40)]
 TOKENS = {tenant: f"token-of-{tenant}-0123456789abcdef" for tenant in TENANTS}
@@ -117,24 +124,35 @@ def tokens_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @dataclasses.dataclass
-class GatewayFactory:
-    """Gateway processes on the run's database, bucket and anonymizer."""
+class ServiceFactory:
+    """Processes of one service sharing an environment (the run's database, bucket, ...), each on
+    ports of its own."""
 
+    name: str
+    health_service: str
     base_env: dict[str, str]
     logs: Path
     started: list[ServiceProcess] = dataclasses.field(default_factory=list)
 
     def __call__(self, **env: str) -> ServiceProcess:
+        return self.create(**env).start()
+
+    def create(self, **env: str) -> ServiceProcess:
+        """A process not yet started (start, kill and start it again: a restart on the same ports)."""
         full = {**self.base_env, "VEIL_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
                 "VEIL_METRICS_PORT": str(free_port()), **env}
-        gateway = ServiceProcess("gateway", "veil.v1.Gateway", full,
-                                 self.logs / f"gateway-{len(self.started)}.log")
-        self.started.append(gateway)
-        return gateway.start()
+        process = ServiceProcess(self.name, self.health_service, full,
+                                 self.logs / f"{self.name}-{len(self.started)}.log")
+        self.started.append(process)
+        return process
 
     def stop_all(self) -> None:
-        for gateway in self.started:
-            gateway.stop()
+        for process in self.started:
+            process.stop()
+
+
+def gateway_factory_of(base_env: dict[str, str], logs: Path) -> ServiceFactory:
+    return ServiceFactory("gateway", "veil.v1.Gateway", base_env, logs)
 
 
 def gateway_base_env(anonymizer: ServiceProcess, store: StoreConfig, db_url: str,
@@ -150,16 +168,16 @@ def gateway_base_env(anonymizer: ServiceProcess, store: StoreConfig, db_url: str
 
 @pytest.fixture(scope="session")
 def gateway_factory(anonymizer_service, services_store, gateway_db_url, tokens_file,
-                    services_logs) -> Iterator[GatewayFactory]:
+                    services_logs) -> Iterator[ServiceFactory]:
     """Gateways that live until the end of the run (use `start_gateway` for a test's own)."""
-    factory = GatewayFactory(gateway_base_env(anonymizer_service, services_store, gateway_db_url,
-                                              tokens_file), services_logs / "shared")
+    factory = gateway_factory_of(gateway_base_env(anonymizer_service, services_store, gateway_db_url,
+                                                  tokens_file), services_logs / "shared")
     yield factory
     factory.stop_all()
 
 
 @pytest.fixture(scope="session")
-def gateway(gateway_factory: GatewayFactory) -> ServiceProcess:
+def gateway(gateway_factory: ServiceFactory) -> ServiceProcess:
     """One gateway shared by the run's tests (each test uses tenants of its own)."""
     return gateway_factory()
 
@@ -168,8 +186,8 @@ def gateway(gateway_factory: GatewayFactory) -> ServiceProcess:
 def start_gateway(anonymizer_service, services_store, gateway_db_url, tokens_file,
                   services_logs) -> Iterator[Callable[..., ServiceProcess]]:
     """start_gateway(**env): a gateway process of the test's own, stopped at its end."""
-    factory = GatewayFactory(gateway_base_env(anonymizer_service, services_store, gateway_db_url,
-                                              tokens_file), services_logs / "own")
+    factory = gateway_factory_of(gateway_base_env(anonymizer_service, services_store, gateway_db_url,
+                                                  tokens_file), services_logs / "own")
     yield factory
     factory.stop_all()
 
@@ -187,3 +205,97 @@ def new_tenant() -> Callable[[], str]:
 def face_png(tiny_faces: Path) -> list[bytes]:
     """PNG faces of the tiny model's size."""
     return [encode_png(img) for img in load_celeba(tiny_faces, size=16, limit=8).images]
+
+
+# --- the unlearner ---------------------------------------------------------------------------------
+
+def unlearner_base_env(store: StoreConfig, db_url: str) -> dict[str, str]:
+    """Tiny classifiers; fast polls and a short lease, so a killed job is resumed within seconds."""
+    return {**store_env(store), "VEIL_DATABASE_URL": db_url, "VEIL_CLASSIFIER_CHANNELS": "4,8",
+            "VEIL_CLASSIFIER_EMBEDDING_DIM": "16", "VEIL_UNLEARNER_POLL_SECONDS": "0.1",
+            "VEIL_UNLEARNER_HEARTBEAT_SECONDS": "0.2", "VEIL_UNLEARNER_LEASE_SECONDS": "1.5",
+            "VEIL_UNLEARNER_WATCH_POLL_SECONDS": "0.1", "VEIL_LOG_LEVEL": "warning",
+            "VEIL_SHUTDOWN_GRACE_SECONDS": "5"}
+
+
+def unlearner_factory_of(store: StoreConfig, db_url: str, logs: Path) -> ServiceFactory:
+    return ServiceFactory("unlearner", "veil.v1.Unlearner", unlearner_base_env(store, db_url), logs)
+
+
+@pytest.fixture
+def unlearners(services_store, make_pg_database, services_logs) -> Iterator[ServiceFactory]:
+    """unlearners(**env): unlearner processes of the test's own on a fresh database (its URL is
+    `unlearners.base_env["VEIL_DATABASE_URL"]`), stopped at its end."""
+    factory = unlearner_factory_of(services_store, migrated(make_pg_database(), "unlearner"),
+                                   services_logs / "unlearners")
+    yield factory
+    factory.stop_all()
+
+
+class UnlearnerCaller:
+    """The Unlearner's RPCs called as `tenant` (the metadata the gateway sends), with a deadline."""
+
+    def __init__(self, target: str, tenant: str, timeout: float = 60.0) -> None:
+        self.tenant = tenant
+        self._channel = grpc.insecure_channel(target)
+        self._stub = unlearner_pb2_grpc.UnlearnerStub(self._channel)
+        self._timeout = timeout
+
+    def __getattr__(self, name: str) -> Callable[..., object]:
+        method = getattr(self._stub, name)
+        return lambda request: method(request, metadata=(("x-veil-tenant", self.tenant),),
+                                      timeout=self._timeout)
+
+    def wait(self, job_id: str, timeout: float = 60.0) -> unlearner_pb2.Job:
+        """The job once it has ended (SUCCEEDED or FAILED)."""
+        terminal = (unlearner_pb2.JOB_STATE_SUCCEEDED, unlearner_pb2.JOB_STATE_FAILED)
+        return wait_for(lambda: (job := self.GetJob(unlearner_pb2.GetJobRequest(job_id=job_id)))
+                        .state in terminal and job, timeout, f"job {job_id} to end")
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+@pytest.fixture
+def unlearner_caller() -> Iterator[Callable[[ServiceProcess, str], UnlearnerCaller]]:
+    """unlearner_caller(service, tenant): a caller closed at the test's end."""
+    opened: list[UnlearnerCaller] = []
+
+    def open_caller(service: ServiceProcess, tenant: str) -> UnlearnerCaller:
+        opened.append(UnlearnerCaller(service.target, tenant))
+        return opened[-1]
+
+    yield open_caller
+    for caller in opened:
+        caller.close()
+
+
+def upload_dataset(store: ObjectStore, faces: Path, prefix: str = "datasets/faces") -> tuple[Manifest, str]:
+    """The tiny faces as 16x16 PNGs under `prefix` of `store` (a tenant's view) with their manifest
+    (Male and No_Beard protected); returns the manifest and its key."""
+    return import_celeba(store, faces, prefix, ["Male", "No_Beard"], size=16)
+
+
+def train_request(key: str, manifest: Manifest, model: str = "faces", epochs: int = 2,
+                  request_id: str = "") -> unlearner_pb2.TrainRequest:
+    return unlearner_pb2.TrainRequest(request_id=request_id, model=model, epochs=epochs, seed=1,
+                                      manifest=common_pb2.ObjectRef(key=key, sha256=manifest.sha256))
+
+
+def mirrored(store: ObjectStore, entry: ManifestEntry, prefix: str = "protected") -> ObjectRef:
+    """A stand-in protected image of a manifest entry (the original mirrored left to right), stored
+    next to the originals; a real image of the same size that differs from the original."""
+    image = decode_image(store.get(entry.object.key, expected_sha256=entry.object.sha256))
+    name = entry.object.key.rsplit("/", 1)[1]
+    info = store.put(f"{prefix}/{name}", encode_png(np.ascontiguousarray(image[:, ::-1])),
+                     content_type="image/png")
+    return ObjectRef(store.bucket, info.key, info.sha256 or "")
+
+
+def pair_message(original: ObjectRef, replacement: ObjectRef,
+                 session_id: str = "") -> unlearner_pb2.ReplacementPair:
+    def ref(r: ObjectRef) -> common_pb2.ObjectRef:
+        return common_pb2.ObjectRef(bucket=r.bucket, key=r.key, sha256=r.sha256)
+
+    return unlearner_pb2.ReplacementPair(original=ref(original), replacement=ref(replacement),
+                                         session_id=session_id)

@@ -36,6 +36,7 @@ class Component:
 def components() -> list[Component]:
     from services.anonymizer import config as anonymizer
     from services.gateway import config as gateway
+    from services.unlearner import config as unlearner
     from veil.client import ClientConfig
     from veil.db import DatabaseConfig
     from veil.ledger import LedgerConfig
@@ -52,6 +53,8 @@ def components() -> list[Component]:
                               (IdempotencyConfig, {}), (RetentionConfig, {}), (StoreConfig, {})]),
         Component("anonymizer", [server(anonymizer), (anonymizer.AnonymizerConfig, {}),
                                  (StoreConfig, {})]),
+        Component("unlearner", [server(unlearner), (unlearner.UnlearnerConfig, {}),
+                                (DatabaseConfig, {}), (StoreConfig, {})]),
         Component("veil (CLI)", [(ClientConfig, {}), (ChannelConfig, {}), (StoreConfig, {})]),
         Component("veil.db (migrations)", [(DatabaseConfig, {})]),
     ]

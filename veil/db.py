@@ -287,6 +287,22 @@ def schema_state(service: str, engine: Engine) -> SchemaState:
     return SchemaState(current=current, head=script.get_current_head(), known=known)
 
 
+def open_service_database(service: str, config: DatabaseConfig) -> Database:
+    """`service`'s database, ready for this code: an embedded SQLite database is migrated here; on
+    PostgreSQL the migration Job must have run (ConfigError naming both revisions otherwise)."""
+    db = Database.from_config(config)
+    try:
+        if db.is_sqlite:
+            migrate(service, db.engine)
+        schema = schema_state(service, db.engine)
+        if not schema.ready:
+            raise ConfigError(f"{schema}; run `python -m veil.db migrate --service {service}`")
+    except BaseException:
+        db.dispose()
+        raise
+    return db
+
+
 def wait_for_schema(service: str, engine: Engine, timeout_seconds: float,
                     poll_seconds: float = 2.0) -> SchemaState:
     """Poll until `service`'s tables are ready for this code (SchemaState.ready), waiting out an

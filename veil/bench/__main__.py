@@ -8,6 +8,7 @@ import sys
 BENCHES = {
     "diffusion": "veil.bench.diffusion",
     "gateway": "veil.bench.gateway",
+    "unlearning": "veil.bench.unlearning",
 }
 
 

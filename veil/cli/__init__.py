@@ -18,6 +18,7 @@ COMMAND_MODULES: list[str] = [
     "veil.cli.diffusion",
     "veil.cli.model",
     "veil.cli.session",
+    "veil.cli.unlearn",
 ]
 
 

@@ -1,4 +1,8 @@
-"""`veil model upload | pull`: model folders in the object store (store settings from VEIL_STORE_* / VEIL_S3_*)."""
+"""`veil model upload | pull`: model folders in the object store (store settings from VEIL_STORE_* / VEIL_S3_*).
+
+The published classifiers' commands of the same group (manifest, train, list, show) live in
+veil.cli.unlearn.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pull.add_argument("uri", help="store://<prefix> or s3://<bucket>/<prefix>")
     pull.add_argument("--cache-dir", type=Path, default=Path("/tmp/veil-models"), help="cache folder")
     pull.set_defaults(func=_pull)
+    from veil.cli.unlearn import register_model_commands
+
+    register_model_commands(commands)
 
 
 def _location(uri: str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from veil.v1 import gateway_pb2
 
 MODEL = "demo-faces"
 SUBJECT = "demo-subject"
+RETENTION_GRACE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,10 @@ def services_for(options: DemoOptions, var: Path) -> LocalServices:
     gateway = {"VEIL_LEDGER_CAP": repr(options.ledger_cap),
                # Short periods, so the demo does not wait on the dispatcher and retention.
                "VEIL_UNLEARNING_POLL_SECONDS": "0.5", "VEIL_RECOVERY_INTERVAL_SECONDS": "2",
-               "VEIL_RETENTION_POLICY": "after_unlearning"}
+               # The original is deleted this long after its model update: time for the demo to
+               # evaluate v2 against v1, whose training set still holds it.
+               "VEIL_RETENTION_POLICY": "after_unlearning",
+               "VEIL_RETENTION_GRACE_SECONDS": str(RETENTION_GRACE_SECONDS)}
     return LocalServices(var, ports="free", model_uri=options.model_uri,
                          env={"anonymizer": anonymizer, "gateway": gateway}, log_level="info")
 
@@ -106,9 +111,16 @@ def audit_trail(state: GatewayState) -> list[dict[str, Any]]:
             for r in state.audit.records(DEV_TENANT, limit=10_000)]
 
 
+def released_values(candidate: gateway_pb2.SessionCandidate) -> str:
+    """e.g. "Male released +1": what the mechanism let through for each protected attribute."""
+    return ", ".join(f"{a.attribute} released {a.released_value:+g}"
+                     for a in candidate.receipt.attributes)
+
+
 def sheet_rounds(played: PlayedSession) -> list[SheetRound]:
     return [SheetRound(f"round {r.message.number}: {describe_budget(r.message)}  -> {r.answer}",
-                       r.images) for r in played.rounds]
+                       r.images, [released_values(c) for c in r.message.candidates])
+            for r in played.rounds]
 
 
 def run_demo(options: DemoOptions) -> dict[str, Any]:
@@ -153,7 +165,8 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
             updated = jobs[0].result_version
             evaluation = registry.evaluate(MODEL, updated, reference=trained.result_version)
             clock.say(f"unlearning job {jobs[0].job_id} wrote {MODEL} {updated}")
-            original_deleted = wait_for_retention(state, tenant_store, played.session, 30.0)
+            original_deleted = wait_for_retention(state, tenant_store, played.session,
+                                                  RETENTION_GRACE_SECONDS + 30.0)
             audit = audit_trail(state)
             clock.mark("unlearning")
             ledger = client.ledger(SUBJECT)
@@ -180,6 +193,8 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
         "ledger": message(ledger),
         "models": {"model": MODEL, "trained_version": trained.result_version,
                    "updated_version": updated,
+                   "updated_card": json.loads(
+                       next(v.card_json for v in after if v.version == updated)),
                    "before": [message(v) for v in before], "after": [message(v) for v in after]},
         "training_job": message(trained),
         "unlearning_jobs": [message(job) for job in jobs],

@@ -1,5 +1,6 @@
 """The demo's contact sheet: the original, each round's candidates (one row per round, labelled
-with its budget and the owner's answer) and the accepted release, the chosen candidate framed."""
+with its budget and the owner's answer, each candidate captioned) and the accepted release, the
+chosen candidate framed."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ HIGHLIGHT = (214, 39, 40)
 class SheetRound:
     label: str  # e.g. "round 2: Male eps 1, identity eps 1, rho 0.6 -> less privacy"
     candidates: Sequence[np.ndarray]  # uint8 RGB (H, W, 3)
+    captions: Sequence[str] = ()  # one line under each candidate, e.g. its released values
 
 
 def _tile(pixels: np.ndarray) -> Image.Image:
@@ -35,7 +37,7 @@ def contact_sheet(title: str, original: np.ndarray, rounds: Sequence[SheetRound]
         raise ValueError("a contact sheet needs at least one round")
     font = ImageFont.load_default(FONT_SIZE)
     width_in_tiles = 2 + max(len(r.candidates) for r in rounds)  # original, candidates, accepted
-    row_height = TEXT + TILE + GAP
+    row_height = TEXT + TILE + TEXT + GAP
     width = GAP + width_in_tiles * (TILE + GAP) + GAP
     height = GAP + TEXT + GAP + len(rounds) * row_height
     sheet = Image.new("RGB", (width, height), BACKGROUND)
@@ -56,6 +58,8 @@ def contact_sheet(title: str, original: np.ndarray, rounds: Sequence[SheetRound]
             x = column(1 + k)
             sheet.paste(_tile(pixels), (x, y + TEXT))
             draw.text((x + 3, y + TEXT + 2), str(k), fill=HIGHLIGHT, font=font)
+            if k < len(round_.captions):
+                draw.text((x, y + TEXT + TILE + 3), round_.captions[k], fill=INK, font=font)
             if r == accepted_round and k == accepted_candidate:
                 draw.rectangle((x - 4, y + TEXT - 4, x + TILE + 3, y + TEXT + TILE + 3),
                                outline=HIGHLIGHT, width=3)

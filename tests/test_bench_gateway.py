@@ -16,7 +16,7 @@ def test_overhead_and_throughput_with_and_without_micro_batching(tiny_model_dir:
                   model_uri=str(tiny_model_dir))
     assert [r.setting for r in results] == ["off (batch 1)", "on (default)"]
     for result in results:
-        assert result.errors == 0
+        assert result.errors == []
         assert result.rounds == len(result.round_latencies) == SESSIONS * ROUNDS
         # Every round of the run and the warm-up's one, joined by request id.
         assert len(result.overheads) == SESSIONS * ROUNDS + 1

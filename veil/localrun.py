@@ -40,7 +40,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from veil.client import GatewayClient
 from veil.config import from_env
 from veil.diffusion import DEFAULT_MODEL_DIR
-from veil.errors import FailedPrecondition, Unavailable
+from veil.errors import FailedPrecondition, InvalidArgument, Unavailable
 from veil.rpc import open_sync_channel
 from veil.store import ObjectStore, StoreConfig, open_store
 from veil.v1 import anonymizer_pb2, anonymizer_pb2_grpc
@@ -220,7 +220,8 @@ class LocalServices:
                  log_level: str = "info", start_timeout: float = 180.0) -> None:
         unknown = set(env or {}) - {spec.name for spec in SERVICES}
         if unknown:
-            raise ValueError(f"env for unknown services {sorted(unknown)}")
+            raise InvalidArgument(f"env for unknown services {sorted(unknown)}; the services are "
+                                  f"{', '.join(spec.name for spec in SERVICES)}")
         self.var_dir = var_dir.resolve()
         self.model_uri = model_uri or str(DEFAULT_MODEL_DIR)
         self.start_timeout = start_timeout

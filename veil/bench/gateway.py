@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -44,7 +45,7 @@ class BenchResult:
     setting: str
     sessions: int
     rounds: int
-    errors: int
+    errors: list[str]  # one line per session that failed
     wall_seconds: float
     round_latencies: list[float]  # client-side, seconds
     overheads: list[float]  # gateway minus anonymizer, seconds, one per round joined by request id
@@ -121,12 +122,13 @@ def run_setting(setting: str, batch_max_size: str | None, *, sessions: int, roun
         with ThreadPoolExecutor(sessions) as pool:
             futures = [pool.submit(one_session, services, faces[i], f"bench-{i}", rounds, candidates)
                        for i in range(sessions)]
-            outcomes = []
+            outcomes: list[list[float]] = []
+            errors: list[str] = []
             for future in futures:
                 try:
                     outcomes.append(future.result())
-                except Exception:  # counted: the benchmark reports errors instead of stopping
-                    outcomes.append(None)
+                except Exception as exc:  # reported: the benchmark counts errors, not stops
+                    errors.append(f"{type(exc).__name__}: {exc}")
         wall = time.perf_counter() - started
         batches_after = services.anonymizer.metrics()
     rows = (batches_after.get(("veil_anonymizer_batch_rows_sum", ()), 0.0)
@@ -137,8 +139,8 @@ def run_setting(setting: str, batch_max_size: str | None, *, sessions: int, roun
     anonymizer = access_log_durations(services.anonymizer.log, (ANONYMIZE_METHOD,))
     # The warm-up's round is in both logs too; it is one of sessions * rounds + 1 joined rounds.
     overheads = [gateway[rid] - anonymizer[rid] for rid in gateway if rid in anonymizer]
-    latencies = [seconds for outcome in outcomes if outcome for seconds in outcome]
-    return BenchResult(setting, sessions, len(latencies), sum(o is None for o in outcomes), wall,
+    latencies = [seconds for outcome in outcomes for seconds in outcome]
+    return BenchResult(setting, sessions, len(latencies), errors, wall,
                        latencies, overheads, rows / batches if batches else float("nan"))
 
 
@@ -160,7 +162,7 @@ def format_table(results: Sequence[BenchResult]) -> str:
         lines.append(f"{label:<28}" + "".join(f"{format(v, fmt):>16}" for v in values))
 
     row("rounds", [r.rounds for r in results], "d")
-    row("errors", [r.errors for r in results], "d")
+    row("errors", [len(r.errors) for r in results], "d")
     row("throughput (rounds/s)", [r.throughput for r in results], ".2f")
     row("round latency p50 (s)", [percentile(r.round_latencies, 50) for r in results], ".2f")
     row("round latency p99 (s)", [percentile(r.round_latencies, 99) for r in results], ".2f")
@@ -184,10 +186,11 @@ def main(argv: list[str]) -> int:
     results = run(sessions=args.sessions, rounds=args.rounds, candidates=args.candidates,
                   steps=args.steps, model_uri=args.model)
     print(format_table(results))
+    for result in results:
+        for error in result.errors[:3]:
+            print(f"error ({result.setting}): {error}", file=sys.stderr)
     return 1 if any(r.errors for r in results) else 0
 
 
 if __name__ == "__main__":
-    import sys
-
     sys.exit(main(sys.argv[1:]))

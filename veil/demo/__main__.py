@@ -6,13 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
+import veil.demo
 from veil.demo.run import DemoOptions, run_demo
 from veil.errors import VeilError
 
 
 def main(argv: list[str] | None = None) -> int:
     defaults = DemoOptions(out=Path("out"))
-    parser = argparse.ArgumentParser(prog="python -m veil.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m veil.demo", description=veil.demo.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=defaults.out,
                         help="output folder; results go to <out>/demo/ (default: out)")
     parser.add_argument("--model", default=None,

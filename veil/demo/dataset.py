@@ -11,29 +11,22 @@ from pathlib import Path
 import numpy as np
 
 from veil.client import GatewayClient
-from veil.data import generate_dataset, load_celeba
-from veil.data.celeba import image_dir
+from veil.data import load_celeba
+from veil.data.celeba import SPLITS, image_dir
 from veil.errors import InvalidArgument
 from veil.store import ObjectStore
 from veil.unlearning.manifest import Manifest, ManifestEntry, ObjectRef
 from veil.v1 import common_pb2
 
-TRAIN, TEST = 0, 2  # CelebA partition codes
+TRAIN, TEST = SPLITS["train"], SPLITS["test"]
 
 
 @dataclass(frozen=True)
 class DemoDataset:
     manifest: Manifest
     manifest_ref: common_pb2.ObjectRef
-    faces: Path  # the CelebA-format folder
     subject_png: bytes  # the session's original (a training face showing the protected attribute)
     subject_pixels: np.ndarray
-
-
-def synthesize(folder: Path, image_size: int, identities: int, per_identity: int,
-               seed: int) -> Path:
-    return generate_dataset(folder, identities=identities, per_identity=per_identity, seed=seed,
-                            size=image_size, workers=1)
 
 
 def build(client: GatewayClient, store: ObjectStore, faces: Path, protect: list[str],
@@ -66,4 +59,4 @@ def build(client: GatewayClient, store: ObjectStore, faces: Path, protect: list[
     ref = common_pb2.ObjectRef(bucket=store.bucket, key=info.key, sha256=info.sha256 or "",
                                size=info.size, content_type="application/json")
     subject_png = (folder / data.filenames[subject]).read_bytes()
-    return DemoDataset(manifest, ref, faces, subject_png, data.images[subject])
+    return DemoDataset(manifest, ref, subject_png, data.images[subject])

@@ -15,14 +15,14 @@ from veil.diffusion.evaluate import EvalReport, Gallery, kernel_inception_distan
 def test_eval_reports_every_bar(tiny_model_dir: Path, tiny_faces: Path, tmp_path: Path,
                                 capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "eval.json"
-    code = cli(["eval", "--model", str(tiny_model_dir), "--data", str(tiny_faces), "--probes", "6", "--steps", "2",
+    code = cli(["eval", "--model", str(tiny_model_dir), "--data", str(tiny_faces), "--probes", "6", "--gallery", "10", "--steps", "2",
                 "--json", str(out), "--cache", str(tmp_path / "cache")])
     report = json.loads(out.read_text())
     assert code == (0 if report["passed"] else 1)
     names = [r["name"] for r in report["rows"]]
     for expected in ("level0 reconstruction PSNR (dB)", "level0 |acc change| Male", "level0 re-ID / originals' re-ID",
                      "rr eps=1 attacker acc Male", "rr eps=0.5 attacker acc Male", "rr eps=1 utility drop Smiling",
-                     "identity level 5 re-ID (gallery 6)", "identity level 5 utility drop Young"):
+                     "identity level 5 re-ID (gallery 10)", "identity level 5 re-ID (gallery 6)", "identity level 5 utility drop Young"):
         assert expected in names, expected
     # No_Beard is implied by Male on these faces: reported apart, never as a utility row.
     assert "rr eps=1 implied No_Beard acc (protected with it)" in names

@@ -11,11 +11,13 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import torch
 from prometheus_client import REGISTRY
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -30,8 +32,10 @@ from services.unlearner.tables import jobs as jobs_table
 from veil.db import Database, DatabaseConfig, create_engine, migrate
 from veil.errors import InvalidArgument
 from veil.store import open_store
+from veil.unlearning.classifier import ClassifierSpec, build_classifier
 from veil.unlearning.params import TrainConfig
 from veil.unlearning.registry import ModelRegistry
+from veil.unlearning.training import fit, initialise
 
 ROOT = Path(__file__).resolve().parent.parent
 LEASE = 60.0
@@ -240,3 +244,24 @@ def test_a_runner_that_loses_its_lease_stops_and_records_nothing(make_pg_databas
     assert stolen.progress.stage == "train" and 0 < stolen.progress.step < 500
     assert ModelRegistry(store.for_tenant(tenant)).versions("faces") == []
     db.dispose()
+
+
+def test_seeded_training_in_concurrent_workers_is_what_it_is_alone():
+    """Job workers are threads of one process: training a seed concurrently with another job
+    gives the same weights as training it alone (the global generator is not shared mid-way)."""
+    images = torch.rand(24, 3, 8, 8, generator=torch.Generator().manual_seed(0)) - 0.5
+    targets = (images.mean(dim=(1, 2, 3)) > 0).float().reshape(-1, 1)
+    spec = ClassifierSpec(image_size=8, num_outputs=1, channels=(4,), embedding_dim=8)
+
+    def trained(seed: int) -> dict[str, torch.Tensor]:
+        model = initialise(lambda: build_classifier(spec), seed)
+        fit(model, images, targets, TrainConfig(seed=seed, epochs=8, batch_size=8))
+        return model.state_dict()
+
+    alone = {seed: trained(seed) for seed in (1, 2)}
+    seeds = [1, 2] * 4
+    with ThreadPoolExecutor(len(seeds)) as pool:
+        together = list(pool.map(trained, seeds))
+    for seed, weights in zip(seeds, together):
+        assert all(torch.equal(weights[k], alone[seed][k]) for k in weights)
+    assert not torch.equal(alone[1]["head.weight"], alone[2]["head.weight"])

@@ -16,8 +16,9 @@ from veil.unlearning.manifest import Manifest
 from veil.unlearning.registry import ModelRegistry
 from veil.v1 import unlearner_pb2 as pb
 
-# Long enough (0.05-0.25 s an epoch) to be caught running, short enough to finish soon.
-SLOW_EPOCHS = 24
+# Long enough (0.03-0.25 s an epoch) to be caught running, short enough to finish soon; a job
+# that never finishes can be much longer.
+SLOW_EPOCHS, ENDLESS_EPOCHS = 32, 5000
 
 
 def job_row(service: ServiceProcess, job_id: str):
@@ -90,7 +91,7 @@ def test_sigterm_requeues_a_job_and_a_job_out_of_attempts_fails_cleanly_after_a_
     entry = manifest.train[0]
     pair = pair_message(entry.object, mirrored(store, entry), "session-doomed")
     job = call.Unlearn(pb.UnlearnRequest(model="faces", pairs=[pair], method=pb.UNLEARN_METHOD_FINE_TUNE,
-                                         params=pb.UnlearnParams(epochs=SLOW_EPOCHS)))
+                                         params=pb.UnlearnParams(epochs=ENDLESS_EPOCHS)))
     running_at_epoch(call, job.job_id, 2)
     service.kill()
     service.start()

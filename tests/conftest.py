@@ -1,1 +1,1 @@
-pytest_plugins = ["fixtures_store", "fixtures_db", "fixtures_diffusion"]
+pytest_plugins = ["fixtures_store", "fixtures_db", "fixtures_diffusion", "fixtures_services"]

@@ -49,14 +49,18 @@ def make_pg_database() -> Iterator[Callable[[], str]]:
     admin.dispose()
 
 
-@pytest.fixture(scope="session")
-def pg_url(make_pg_database) -> str:
-    """One migrated PostgreSQL database shared by the run; tests isolate by tenant."""
-    url = make_pg_database()
+def migrated(url: str) -> str:
+    """`url` with the gateway's tables migrated."""
     engine = create_engine(DatabaseConfig(url=url))
     migrate(SERVICE, engine)
     engine.dispose()
     return url
+
+
+@pytest.fixture(scope="session")
+def pg_url(make_pg_database) -> str:
+    """One migrated PostgreSQL database shared by the run; tests isolate by tenant."""
+    return migrated(make_pg_database())
 
 
 @pytest.fixture

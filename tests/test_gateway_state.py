@@ -77,15 +77,17 @@ def test_session_loop_accept_publish_and_unlearning(state, tenant):
         MORE, FeedbackKind.ACCEPT]
 
     # Unlearning requests wait for publication.
-    assert state.unlearning.claim_batch(task, 10) is None
+    assert state.unlearning.claim_batch(tenant, task, 10) is None
     assert state.releases.pending_releases() == [result.release]
     published = state.releases.mark_published(tenant, result.release.release_id, actor="gateway")
     assert published.state is ReleaseState.PUBLISHED and published.published_at is not None
     assert state.releases.mark_published(tenant, result.release.release_id, actor="gw") == published
     assert result.release not in state.releases.pending_releases()
 
-    assert set(state.unlearning.models_waiting()) >= {task, f"attr-{tenant}"}
-    batch = state.unlearning.claim_batch(task, 10)
+    assert set(state.unlearning.models_waiting()) >= {(tenant, task), (tenant, f"attr-{tenant}")}
+    assert state.unlearning.claim_batch("another-tenant", task, 10) is None
+    batch = state.unlearning.claim_batch(tenant, task, 10)
+    assert batch.tenant == tenant and batch.model == task
     [mine] = batch.requests
     assert mine.session_id == session.session_id and mine.original == session.original
     assert mine.protected == published.target and mine.status is UnlearningStatus.BATCHED
@@ -348,12 +350,12 @@ def test_retention_deletes_an_original_once_every_model_is_updated(state, tenant
                                      dependent_models=[f"m1-{tenant}", f"m2-{tenant}"],
                                      actor="owner")
     state.releases.mark_published(tenant, accepted.release.release_id, actor="gw")
-    batches = [state.unlearning.claim_batch(f"{m}-{tenant}", 100) for m in ("m1", "m2")]
+    batches = [state.unlearning.claim_batch(tenant, f"{m}-{tenant}", 100) for m in ("m1", "m2")]
     assert (tenant, original) not in due_keys()
     state.unlearning.mark_done(batches[0].batch_id)
     assert (tenant, original) not in due_keys()          # m2 not updated yet
     state.unlearning.mark_failed(batches[1].batch_id, "diverged", retry=True)
-    retried = state.unlearning.claim_batch(f"m2-{tenant}", 100)
+    retried = state.unlearning.claim_batch(tenant, f"m2-{tenant}", 100)
     assert [r.attempts for r in retried.requests] == [2]
     state.unlearning.mark_done(retried.batch_id)
     assert (tenant, original) not in due_keys()          # the second session is still active

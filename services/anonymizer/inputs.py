@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from veil.errors import DataLoss, InvalidArgument, VeilError
-from veil.images import CONTENT_TYPES, decode_image
+from veil.images import decode_image
 from veil.store import DEFAULT_CONTENT_TYPE, ObjectInfo, ObjectStore, from_object_ref
 from veil.store.base import ContentDigest
-from veil.store.keys import validate_sha256
+from veil.uploads import check_upload_header
 from veil.v1 import anonymizer_pb2, common_pb2
 
 
@@ -51,13 +51,7 @@ class _Upload:
 
     def __init__(self, index: int, header: common_pb2.UploadHeader, max_bytes: int) -> None:
         self.name = f"uploaded image {index}"
-        if header.content_type not in CONTENT_TYPES.values():
-            raise InvalidArgument(f"{self.name}: content type {header.content_type!r} is not supported; "
-                                  f"use {' or '.join(CONTENT_TYPES.values())}")
-        if not 0 < header.size <= max_bytes:
-            raise InvalidArgument(f"{self.name}: declared size {header.size} must be in 1..{max_bytes} bytes")
-        if header.sha256:
-            validate_sha256(header.sha256)
+        check_upload_header(header, max_bytes, self.name)
         self.header = header
         self.digest = ContentDigest()
         self.chunks: list[bytes] = []

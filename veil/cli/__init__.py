@@ -17,6 +17,7 @@ COMMAND_MODULES: list[str] = [
     "veil.cli.data",
     "veil.cli.diffusion",
     "veil.cli.model",
+    "veil.cli.session",
     "veil.cli.unlearn",
 ]
 

@@ -32,14 +32,14 @@ LEVELS: tuple[PrivacyLevel, ...] = (
     PrivacyLevel(0, None, None, 0.0),
     PrivacyLevel(1, 8.0, None, 0.0),
     PrivacyLevel(2, 6.0, None, 0.0),
-    PrivacyLevel(3, 4.0, 64.0, 0.1),
-    PrivacyLevel(4, 3.0, 32.0, 0.2),
-    PrivacyLevel(5, 2.0, 16.0, 0.3),
-    PrivacyLevel(6, 1.5, 8.0, 0.4),
-    PrivacyLevel(7, 1.0, 4.0, 0.5),
-    PrivacyLevel(8, 0.75, 2.0, 0.6),
-    PrivacyLevel(9, 0.5, 1.0, 0.7),
-    PrivacyLevel(10, 0.25, 0.5, 0.8),
+    PrivacyLevel(3, 4.0, 8.0, 0.3),
+    PrivacyLevel(4, 3.0, 4.0, 0.4),
+    PrivacyLevel(5, 2.0, 2.0, 0.5),
+    PrivacyLevel(6, 1.5, 1.5, 0.6),
+    PrivacyLevel(7, 1.0, 1.0, 0.7),
+    PrivacyLevel(8, 0.75, 0.75, 0.8),
+    PrivacyLevel(9, 0.5, 0.5, 0.9),
+    PrivacyLevel(10, 0.25, 0.25, 1.0),
 )
 
 

@@ -1,8 +1,7 @@
 """Conversions between Diffusion-DP values and the veil.v1 messages (the only place that does it).
 
-The anonymizer uses them to serve; the gateway to read a candidate's receipt back and charge it:
-
-    spend = receipt_from_proto(candidate.receipt).spend()   # None when it spends nothing
+The anonymizer uses them to serve. The gateway charges a candidate's receipt with the torch-free
+veil.ledger.messages.receipt_spend (which also holds the mechanism enums used here).
 """
 
 from __future__ import annotations
@@ -14,24 +13,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from veil.diffusion.anonymize import MAX_CANDIDATES, AttributeRelease, Budget, Receipt
 from veil.diffusion.levels import DEFAULT_LEVEL, IDENTITY_DELTA, LEVELS, privacy_level
 from veil.diffusion.pipeline import ModelCard
-from veil.errors import InvalidArgument
 from veil.ledger import Mechanism
+from veil.ledger.messages import MECHANISM_TO_PROTO, mechanism_from_proto
 from veil.v1 import anonymizer_pb2, common_pb2
 
-MECHANISM_TO_PROTO = {
-    Mechanism.RANDOMIZED_RESPONSE: common_pb2.MECHANISM_RANDOMIZED_RESPONSE,
-    Mechanism.LAPLACE: common_pb2.MECHANISM_LAPLACE,
-    Mechanism.GAUSSIAN: common_pb2.MECHANISM_GAUSSIAN,
-}
-MECHANISM_FROM_PROTO = {value: key for key, value in MECHANISM_TO_PROTO.items()}
 ATTRIBUTE_MECHANISMS = (Mechanism.RANDOMIZED_RESPONSE, Mechanism.LAPLACE)
-
-
-def mechanism_from_proto(value: int, what: str) -> Mechanism:
-    try:
-        return MECHANISM_FROM_PROTO[value]
-    except KeyError:
-        raise InvalidArgument(f"{what}: unknown mechanism {value}") from None
 
 
 def budget_from_proto(privacy: common_pb2.PrivacySetting | None, protect: Sequence[str],

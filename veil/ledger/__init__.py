@@ -3,7 +3,7 @@
 Plain Python on dp-accounting; the SQL ledger that charges subjects is veil.sessions.ledger_store.
 """
 
-from veil.ledger.accountant import Composition, LedgerConfig, ReplaceOneAccountant, compose
+from veil.ledger.accountant import BudgetExceeded, Composition, LedgerConfig, ReplaceOneAccountant, compose
 from veil.ledger.events import (
     IDENTITY,
     AttributeSpend,
@@ -19,7 +19,7 @@ from veil.ledger.events import (
 )
 
 __all__ = [
-    "IDENTITY", "AttributeSpend", "Composition", "IdentitySpend", "LedgerConfig", "LedgerEvent",
+    "IDENTITY", "AttributeSpend", "BudgetExceeded", "Composition", "IdentitySpend", "LedgerConfig", "LedgerEvent",
     "Mechanism", "ReleaseSpend", "ReplaceOneAccountant", "calibrate_gaussian_noise_multiplier",
     "compose", "events_from_json", "events_to_json", "randomized_response_noise_parameter",
     "require_epsilon",

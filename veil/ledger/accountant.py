@@ -20,11 +20,15 @@ from dp_accounting.pld.pld_privacy_accountant import PLDAccountant
 from dp_accounting.privacy_accountant import NeighboringRelation
 
 from veil.config import env_field
-from veil.errors import ConfigError
+from veil.errors import ConfigError, FailedPrecondition
 from veil.ledger.events import LedgerEvent
 
 # Replacing a value moves a clipped sum by twice the clipping norm.
 REPLACE_ONE_SENSITIVITY = 2.0
+
+
+class BudgetExceeded(FailedPrecondition):
+    """A charge would push a subject's composed epsilon past the cap (nothing was charged)."""
 
 
 class ReplaceOneAccountant(PLDAccountant):

@@ -48,7 +48,9 @@ class ChannelConfig(EnvLoadable):
 
 def service_config(config: ChannelConfig) -> str:
     """gRPC service config: every method retried on UNAVAILABLE with exponential backoff
-    (retry_max_attempts 1 turns retries off; gRPC rejects a retry policy of fewer than 2)."""
+    (retry_max_attempts 1 turns retries off; gRPC rejects a retry policy of fewer than 2), and
+    calls spread round-robin over every address the target resolves to (a headless Kubernetes
+    Service resolves to each ready pod)."""
     method: dict[str, Any] = {"name": [{}]}
     if config.retry_max_attempts > 1:
         method["retryPolicy"] = {
@@ -58,13 +60,12 @@ def service_config(config: ChannelConfig) -> str:
             "backoffMultiplier": 2,
             "retryableStatusCodes": ["UNAVAILABLE"],
         }
-    return json.dumps({"methodConfig": [method]})
+    return json.dumps({"methodConfig": [method], "loadBalancingConfig": [{"round_robin": {}}]})
 
 
-def open_channel(target: str, config: ChannelConfig | None = None) -> grpc.aio.Channel:
-    """An aio channel to `target` (host:port); secure when the config names a CA."""
-    config = config or ChannelConfig()
-    options = [
+def channel_options(config: ChannelConfig) -> list[tuple[str, Any]]:
+    """Message limits, keepalive and the retry service config of every veil client channel."""
+    return [
         ("grpc.max_send_message_length", config.max_message_bytes),
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.keepalive_time_ms", int(config.keepalive_seconds * 1000)),
@@ -72,10 +73,31 @@ def open_channel(target: str, config: ChannelConfig | None = None) -> grpc.aio.C
         ("grpc.enable_retries", 1),
         ("grpc.service_config", service_config(config)),
     ]
+
+
+def channel_credentials(config: ChannelConfig) -> grpc.ChannelCredentials | None:
+    """TLS credentials when the config names a CA (with a client certificate: mutual TLS)."""
     if config.tls_ca_file is None:
-        return grpc.aio.insecure_channel(target, options=options)
-    credentials = grpc.ssl_channel_credentials(
+        return None
+    return grpc.ssl_channel_credentials(
         root_certificates=Path(config.tls_ca_file).read_bytes(),
         private_key=Path(config.tls_key_file).read_bytes() if config.tls_key_file else None,
         certificate_chain=Path(config.tls_cert_file).read_bytes() if config.tls_cert_file else None)
-    return grpc.aio.secure_channel(target, credentials, options=options)
+
+
+def open_channel(target: str, config: ChannelConfig | None = None) -> grpc.aio.Channel:
+    """An aio channel to `target` (host:port); secure when the config names a CA."""
+    config = config or ChannelConfig()
+    credentials = channel_credentials(config)
+    if credentials is None:
+        return grpc.aio.insecure_channel(target, options=channel_options(config))
+    return grpc.aio.secure_channel(target, credentials, options=channel_options(config))
+
+
+def open_sync_channel(target: str, config: ChannelConfig | None = None) -> grpc.Channel:
+    """The blocking twin of `open_channel`, for synchronous clients (veil.client)."""
+    config = config or ChannelConfig()
+    credentials = channel_credentials(config)
+    if credentials is None:
+        return grpc.insecure_channel(target, options=channel_options(config))
+    return grpc.secure_channel(target, credentials, options=channel_options(config))

@@ -17,8 +17,13 @@ caller's token maps to, and raises veil.errors types that map to gRPC codes):
   `result.release.target` in the object store, then `state.releases.mark_published(...)`.
   A recovery loop finishes `state.releases.pending_releases(older_than=...)` the same way.
 - Request ids: `state.idempotency.claim / complete / abandon` (see veil.sessions.idempotency).
-- Unlearning dispatcher: `state.unlearning.models_waiting / claim_batch / mark_submitted /
-  mark_done / mark_failed`, resuming `batches(BATCHED | SUBMITTED)` after a restart.
+  The work is idempotent by request id too: `create_session(request_id=...)` and
+  `session_for_request`, `record_feedback(request_id=...)` and `feedback_round`, and `accept`.
+- Rounds nobody generated (a replica died): `state.sessions.sessions_awaiting_round(...)`.
+- GetSession of an accepted session: `state.releases.accepted(...)`.
+- Unlearning dispatcher: `state.unlearning.models_waiting` ((tenant, model) pairs) /
+  `claim_batch / mark_submitted / mark_done / mark_failed`, resuming `batches(BATCHED |
+  SUBMITTED)` after a restart.
 - Retention: `state.retention.originals_due()`, delete each object, `mark_original_deleted`.
 - GetLedger: `state.ledger.summary(...)` and `state.ledger.entries(...)`.
 """

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 
 from veil.db import Database, insert_ignore
 from veil.errors import FailedPrecondition, NotFound
-from veil.ledger import LedgerConfig, ReleaseSpend, compose, events_from_json, events_to_json
+from veil.ledger import BudgetExceeded, LedgerConfig, ReleaseSpend, compose, events_from_json, events_to_json
 from veil.sessions import tables as t
 from veil.sessions.models import Charge, LedgerEntryRecord, LedgerSummary, require_id
 from veil.sessions.rows import Clock, ledger_entry_record, utcnow
@@ -75,8 +75,9 @@ class LedgerStore:
                   session_id: str | None) -> Charge:
         """Check the cap and charge `spend` inside `conn`'s write transaction.
 
-        FailedPrecondition (nothing written) when the composed eps after the charge would pass
-        the cap, or when this receipt was already charged to the subject.
+        BudgetExceeded (a FailedPrecondition; nothing written) when the composed eps after the
+        charge would pass the cap; FailedPrecondition when this receipt was already charged to
+        the subject.
         """
         subject = self.lock_subject(conn, tenant, subject_id)
         entries = t.ledger_entries
@@ -91,7 +92,7 @@ class LedgerStore:
         after = compose([*charged, *new_events], self.config.delta, self.config.discretization)
         if after.composed_epsilon > self.config.cap:
             spent = compose(charged, self.config.delta, self.config.discretization)
-            raise FailedPrecondition(
+            raise BudgetExceeded(
                 f"release refused: subject {subject_id!r} would reach composed epsilon "
                 f"{after.composed_epsilon:.4f} > cap {self.config.cap:g} (spent "
                 f"{spent.composed_epsilon:.4f} at delta {self.config.delta:g}); nothing was "

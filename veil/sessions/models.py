@@ -161,6 +161,7 @@ class RoundRecord:
     next_settings: PrivacySettings | None   # what the feedback asked the next round to use
     created_at: datetime
     feedback_at: datetime | None
+    feedback_request_id: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,6 +179,7 @@ class SessionRecord:
     created_at: datetime
     updated_at: datetime
     original_deleted_at: datetime | None
+    request_id: str | None = None       # of the CreateSession that made it
 
 
 @dataclasses.dataclass(frozen=True)

@@ -94,7 +94,8 @@ class ReleaseStore:
                 candidate = _candidate(latest.candidates, candidate_index)
                 charge = self._ledger.charge_in(conn, tenant, subject_id, candidate.spend,
                                                 session_id)
-                self._sessions.mark_feedback(conn, session_id, number, FeedbackKind.ACCEPT)
+                self._sessions.mark_feedback(conn, session_id, number, FeedbackKind.ACCEPT,
+                                             request_id=request_id)
                 release = self._insert_release(conn, session, number, candidate, charge,
                                                request_id, release_key)
                 request_ids = self._queue_unlearning(conn, session, release, models)
@@ -115,6 +116,14 @@ class ReleaseStore:
                 outcome="refused", detail={"candidate": candidate_index,
                                            "reason": str(refusal)[:1024]}))
             raise
+
+    def accepted(self, tenant: str, session_id: str) -> AcceptResult | None:
+        """What accepting the session committed (with the subject's current ledger totals), or
+        None while it is not accepted."""
+        with self._db.read() as conn:
+            if load_session(conn, tenant, session_id).state != SessionState.ACCEPTED.value:
+                return None
+            return self._result(conn, tenant, session_id)
 
     def get_release(self, tenant: str, session_id: str) -> ReleaseRecord | None:
         with self._db.read() as conn:
@@ -158,10 +167,14 @@ class ReleaseStore:
 
     def _replay(self, conn: Connection, tenant: str, session_id: str,
                 request_id: str) -> AcceptResult:
+        result = self._result(conn, tenant, session_id)
+        if result.release.request_id != request_id:
+            raise FailedPrecondition(f"session {session_id} was already accepted")
+        return result
+
+    def _result(self, conn: Connection, tenant: str, session_id: str) -> AcceptResult:
         release = release_record(conn.execute(sa.select(t.releases).where(
             t.releases.c.session_id == session_id)).one())
-        if release.request_id != request_id:
-            raise FailedPrecondition(f"session {session_id} was already accepted")
         entry = ledger_entry_record(conn.execute(sa.select(t.ledger_entries).where(
             t.ledger_entries.c.entry_id == release.ledger_entry_id)).one())
         requests = t.unlearning_requests

@@ -54,7 +54,8 @@ def session_record(row: Row) -> SessionRecord:
         settings=_decode(f"session {row.session_id}", lambda: PrivacySettings.from_json(row.settings)),
         candidates_per_round=row.candidates_per_round, seed=int(row.seed),
         round_count=row.round_count, created_at=as_utc(row.created_at),
-        updated_at=as_utc(row.updated_at), original_deleted_at=as_utc(row.original_deleted_at))
+        updated_at=as_utc(row.updated_at), original_deleted_at=as_utc(row.original_deleted_at),
+        request_id=row.request_id)
 
 
 def round_record(row: Row) -> RoundRecord:
@@ -66,7 +67,8 @@ def round_record(row: Row) -> RoundRecord:
         feedback=None if row.feedback is None else FeedbackKind(row.feedback),
         next_settings=None if row.next_settings is None else _decode(
             what, lambda: PrivacySettings.from_json(row.next_settings)),
-        created_at=as_utc(row.created_at), feedback_at=as_utc(row.feedback_at))
+        created_at=as_utc(row.created_at), feedback_at=as_utc(row.feedback_at),
+        feedback_request_id=row.feedback_request_id)
 
 
 def release_record(row: Row) -> ReleaseRecord:

@@ -12,7 +12,7 @@ import base64
 import json
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
@@ -53,9 +53,13 @@ class SessionStore:
 
     def create_session(self, tenant: str, subject_id: str, *, original: StoredObject,
                        protect: Sequence[str], settings: PrivacySettings,
-                       candidates_per_round: int, seed: int, actor: str) -> SessionRecord:
-        """A new ACTIVE session without rounds. `settings` must budget exactly `protect`."""
+                       candidates_per_round: int, seed: int, actor: str,
+                       request_id: str | None = None) -> SessionRecord:
+        """A new ACTIVE session without rounds. `settings` must budget exactly `protect`.
+        `request_id` (unique per tenant) lets a retried CreateSession find it again."""
         require_id(tenant, "tenant")
+        if request_id is not None:
+            require_id(request_id, "request id")
         require_id(subject_id, "subject id", 256)
         protect = tuple(protect)
         if not protect or len(set(protect)) != len(protect):
@@ -77,7 +81,7 @@ class SessionStore:
                 original=original.to_json(), original_key=original.key,
                 settings=settings.to_json(),
                 candidates_per_round=candidates_per_round, seed=str(seed), round_count=0,
-                created_at=now, updated_at=now))
+                created_at=now, updated_at=now, request_id=request_id))
             self._audit.append(AuditRecord(
                 tenant=tenant, actor=actor, action="session.create", target=session_id,
                 outcome="ok", input_sha256=original.sha256,
@@ -87,6 +91,29 @@ class SessionStore:
     def get_session(self, tenant: str, session_id: str) -> SessionRecord:
         with self._db.read() as conn:
             return session_record(load_session(conn, tenant, session_id))
+
+    def session_for_request(self, tenant: str, request_id: str) -> SessionRecord | None:
+        """The session a CreateSession with this request id made, if any."""
+        with self._db.read() as conn:
+            row = conn.execute(sa.select(t.sessions).where(
+                t.sessions.c.tenant == tenant, t.sessions.c.request_id == request_id)).first()
+        return None if row is None else session_record(row)
+
+    def sessions_awaiting_round(self, older_than: timedelta,
+                                limit: int = 100) -> list[SessionRecord]:
+        """ACTIVE sessions of every tenant whose next round was never generated (no round yet,
+        or the latest round has feedback and no successor), untouched for `older_than`: the
+        work of a replica that died. Oldest first."""
+        s, r = t.sessions, t.rounds
+        latest_answered = sa.exists().where(r.c.session_id == s.c.session_id,
+                                            r.c.number == s.c.round_count,
+                                            r.c.feedback.is_not(None))
+        query = (sa.select(s).where(s.c.state == SessionState.ACTIVE.value,
+                                    s.c.updated_at <= self._clock() - older_than,
+                                    sa.or_(s.c.round_count == 0, latest_answered))
+                 .order_by(s.c.updated_at).limit(limit))
+        with self._db.read() as conn:
+            return [session_record(row) for row in conn.execute(query)]
 
     def list_sessions(self, tenant: str, *, subject_id: str | None = None, page_size: int = 50,
                       page_token: str = "") -> tuple[list[SessionRecord], str]:
@@ -186,11 +213,14 @@ class SessionStore:
 
     def record_feedback(self, tenant: str, session_id: str, round_number: int,
                         kind: FeedbackKind, *, next_settings: PrivacySettings,
-                        actor: str) -> RoundRecord:
+                        actor: str, request_id: str | None = None) -> RoundRecord:
         """Record MORE_PRIVACY, LESS_PRIVACY or SET_EPSILON on the latest round (once), with the
-        settings the next round will use (see controller.plan_next_round). ACCEPT goes through
-        `ReleaseStore.accept`, which charges the ledger."""
+        settings the next round will use (see controller.plan_next_round) and the request id
+        (see `feedback_round`). ACCEPT goes through `ReleaseStore.accept`, which charges the
+        ledger."""
         kind = FeedbackKind(kind)
+        if request_id is not None:
+            require_id(request_id, "request id")
         if kind is FeedbackKind.ACCEPT:
             raise InvalidArgument("accept through ReleaseStore.accept, which charges the ledger")
         with self._db.write() as conn:
@@ -200,18 +230,30 @@ class SessionStore:
             if set(next_settings.attribute_epsilon) != set(row.protect):
                 raise InvalidArgument(f"next settings budget {sorted(next_settings.attribute_epsilon)}"
                                       f" but the session protects {sorted(row.protect)}")
-            self.mark_feedback(conn, session_id, round_number, kind, next_settings)
+            self.mark_feedback(conn, session_id, round_number, kind, next_settings, request_id)
             self._audit.append(AuditRecord(
                 tenant=tenant, actor=actor, action="round.feedback", target=session_id,
                 outcome="ok", detail={"round": round_number, "feedback": kind.value}), conn)
             return round_record(load_round(conn, session_id, round_number))
 
+    def feedback_round(self, tenant: str, session_id: str, request_id: str) -> RoundRecord | None:
+        """The round whose feedback a request with this id recorded, if any: a retried Feedback
+        whose first attempt died after recording finds it here instead of answering a newer
+        round a second time."""
+        with self._db.read() as conn:
+            load_session(conn, tenant, session_id)
+            row = conn.execute(sa.select(t.rounds).where(
+                t.rounds.c.session_id == session_id,
+                t.rounds.c.feedback_request_id == request_id)).first()
+        return None if row is None else round_record(row)
+
     def mark_feedback(self, conn: Connection, session_id: str, number: int, kind: FeedbackKind,
-                      next_settings: PrivacySettings | None = None) -> None:
+                      next_settings: PrivacySettings | None = None,
+                      request_id: str | None = None) -> None:
         now = self._clock()
         conn.execute(sa.update(t.rounds).where(t.rounds.c.session_id == session_id,
                                                t.rounds.c.number == number)
-                     .values(feedback=kind.value, feedback_at=now,
+                     .values(feedback=kind.value, feedback_at=now, feedback_request_id=request_id,
                              next_settings=None if next_settings is None
                              else next_settings.to_json()))
         conn.execute(sa.update(t.sessions).where(t.sessions.c.session_id == session_id)

@@ -51,9 +51,13 @@ sessions = sa.Table(
     _ts("created_at"),
     _ts("updated_at"),
     _ts("original_deleted_at", nullable=True),
+    # The CreateSession request id: a retry after a crash finds the session it already created.
+    sa.Column("request_id", sa.String(128), nullable=True),
     sa.Index(None, "tenant", "subject_id", "created_at"),
     sa.Index(None, "tenant", "created_at"),
     sa.Index(None, "tenant", "original_key"),
+    sa.Index(None, "tenant", "request_id", unique=True),
+    sa.Index(None, "state", "updated_at"),
 )
 
 rounds = sa.Table(
@@ -68,6 +72,8 @@ rounds = sa.Table(
     sa.Column("next_settings", Json, nullable=True),
     _ts("created_at"),
     _ts("feedback_at", nullable=True),
+    # The Feedback request id: a retry after a crash finds the feedback it already recorded.
+    sa.Column("feedback_request_id", sa.String(128), nullable=True),
 )
 
 ledger_subjects = sa.Table(

@@ -1,10 +1,12 @@
 """The unlearning-request queue and the retention of originals.
 
 `ReleaseStore.accept` queues one request per model trained on the original (PENDING). A request
-becomes claimable once its release is PUBLISHED. The gateway's dispatcher batches them per model:
+becomes claimable once its release is PUBLISHED. The gateway's dispatcher batches them per
+(tenant, model): models are registered per tenant, and object keys are relative to a tenant.
 
-    batch = queue.claim_batch(model, max_items)   # PENDING -> BATCHED, one batch id
-    job = unlearner.Unlearn(request_id=batch.batch_id, pairs=...)
+    for tenant, model in queue.models_waiting():
+        batch = queue.claim_batch(tenant, model, max_items)   # PENDING -> BATCHED, one batch id
+        job = unlearner.Unlearn(request_id=batch.batch_id, pairs=...)
     queue.mark_submitted(batch.batch_id, job.job_id)          # -> SUBMITTED
     ... queue.mark_done(batch.batch_id) / mark_failed(batch.batch_id, error, retry=...)
 
@@ -68,6 +70,7 @@ class UnlearningRequest:
 @dataclasses.dataclass(frozen=True)
 class UnlearningBatch:
     batch_id: str
+    tenant: str
     model: str
     requests: tuple[UnlearningRequest, ...]
 
@@ -100,21 +103,23 @@ class UnlearningQueue:
         return sa.and_(_req.c.status == UnlearningStatus.PENDING.value,
                        _req.c.release_id.in_(published))
 
-    def models_waiting(self) -> list[str]:
-        """Models with claimable requests, the one waiting longest first."""
+    def models_waiting(self) -> list[tuple[str, str]]:
+        """(tenant, model) pairs with claimable requests, the one waiting longest first."""
         with self._db.read() as conn:
-            rows = conn.execute(sa.select(_req.c.model, sa.func.min(_req.c.created_at))
-                                .where(self._claimable()).group_by(_req.c.model)
+            rows = conn.execute(sa.select(_req.c.tenant, _req.c.model)
+                                .where(self._claimable()).group_by(_req.c.tenant, _req.c.model)
                                 .order_by(sa.func.min(_req.c.created_at))).all()
-        return [r[0] for r in rows]
+        return [(r.tenant, r.model) for r in rows]
 
-    def claim_batch(self, model: str, max_items: int) -> UnlearningBatch | None:
-        """Up to `max_items` claimable requests of `model`, oldest first, as one new batch."""
+    def claim_batch(self, tenant: str, model: str, max_items: int) -> UnlearningBatch | None:
+        """Up to `max_items` claimable requests of the tenant's `model`, oldest first, as one
+        new batch."""
         if max_items < 1:
             raise InvalidArgument(f"max_items must be >= 1, got {max_items}")
         with self._db.write() as conn:
             ids = list(conn.execute(
-                sa.select(_req.c.request_id).where(_req.c.model == model, self._claimable())
+                sa.select(_req.c.request_id).where(_req.c.tenant == tenant, _req.c.model == model,
+                                                   self._claimable())
                 .order_by(_req.c.created_at, _req.c.request_id).limit(max_items)
                 .with_for_update(skip_locked=True)).scalars())
             if not ids:
@@ -180,7 +185,8 @@ class UnlearningQueue:
             ids = [r.request_id for r in batch.requests]
             rows = conn.execute(sa.select(_req).where(_req.c.request_id.in_(ids))
                                 .order_by(_req.c.created_at, _req.c.request_id)).all()
-        return UnlearningBatch(batch_id, batch.model, tuple(_request(r) for r in rows))
+        return UnlearningBatch(batch_id, batch.tenant, batch.model,
+                               tuple(_request(r) for r in rows))
 
     @staticmethod
     def _batch_in(conn, batch_id: str) -> UnlearningBatch:
@@ -188,7 +194,8 @@ class UnlearningQueue:
                             .order_by(_req.c.created_at, _req.c.request_id)).all()
         if not rows:
             raise NotFound(f"unlearning batch {batch_id!r} not found")
-        return UnlearningBatch(batch_id, rows[0].model, tuple(_request(r) for r in rows))
+        return UnlearningBatch(batch_id, rows[0].tenant, rows[0].model,
+                               tuple(_request(r) for r in rows))
 
 
 # --- retention ----------------------------------------------------------------------------------

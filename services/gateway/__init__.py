@@ -1,0 +1,12 @@
+"""The veil gateway service: sessions of the interactive privacy loop, the privacy ledger,
+releases, and the unlearning requests they cause (veil.v1.Gateway).
+
+    python -m services.gateway
+
+Modules: config (environment), auth (caller token -> tenant), anonymizer and unlearner (clients
+of the other two services), rounds (generating a round of candidates), releases (publication and
+its crash recovery), unlearning (the dispatcher of unlearning batches and the retention of
+originals), recovery (the background loop that finishes work a dead replica left), convert
+(records <-> messages), servicer (the RPCs), metrics. All state is in SQL (veil.sessions), so
+replicas share nothing in memory.
+"""

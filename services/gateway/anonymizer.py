@@ -1,0 +1,117 @@
+"""The gateway's client of the anonymizer: the model's description (cached) and one round of
+candidates per call, turned into veil.sessions records with what each candidate would charge."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+
+from services.gateway.downstream import downstream_error
+from services.gateway.metrics import ANONYMIZER_SECONDS
+from veil.errors import InvalidArgument, VeilError
+from veil.ledger.messages import MECHANISM_TO_PROTO, receipt_spend
+from veil.rpc import outgoing_metadata
+from veil.sessions import Candidate, PrivacySettings, StoredObject
+from veil.v1 import anonymizer_pb2, anonymizer_pb2_grpc, common_pb2
+
+MODEL_INFO_TTL_SECONDS = 30.0
+
+ProgressFn = Callable[[common_pb2.Progress], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundRequest:
+    """What one round asks the anonymizer for."""
+
+    tenant: str
+    subject_id: str
+    original: StoredObject
+    protect: Sequence[str]
+    settings: PrivacySettings
+    candidates: int
+    seed: int
+    output_prefix: str
+
+
+def privacy_setting(settings: PrivacySettings) -> common_pb2.PrivacySetting:
+    """A level of the table when the settings came from one, else every budget explicitly."""
+    if settings.level >= 1:
+        return common_pb2.PrivacySetting(level=settings.level)
+    return common_pb2.PrivacySetting(explicit=common_pb2.ExplicitBudget(
+        attribute_epsilon=dict(settings.attribute_epsilon),
+        attribute_mechanism=MECHANISM_TO_PROTO[settings.mechanism],
+        identity_epsilon=settings.identity_epsilon, rho=settings.rho))
+
+
+def to_candidate(event: anonymizer_pb2.Candidate) -> Candidate:
+    ref = event.image.object
+    try:
+        image = StoredObject(bucket=ref.bucket, key=ref.key, sha256=ref.sha256, size=ref.size,
+                             content_type=ref.content_type or "image/png",
+                             width=event.image.width, height=event.image.height)
+        spend = receipt_spend(event.receipt)
+    except InvalidArgument as exc:
+        # The caller's request was fine; what came back is not chargeable.
+        raise VeilError(f"anonymizer returned a candidate the ledger cannot charge: {exc}") from None
+    return Candidate(index=event.candidate_index, image=image, spend=spend,
+                     model_version=event.receipt.model_version,
+                     receipt=MessageToDict(event.receipt, preserving_proto_field_name=True))
+
+
+class AnonymizerClient:
+    def __init__(self, channel: grpc.aio.Channel, timeout_seconds: float) -> None:
+        self._stub = anonymizer_pb2_grpc.AnonymizerStub(channel)
+        self._timeout = timeout_seconds
+        self._info: anonymizer_pb2.ModelInfo | None = None
+        self._info_at = 0.0
+        self._info_lock = asyncio.Lock()
+
+    async def model_info(self) -> anonymizer_pb2.ModelInfo:
+        """The loaded model's description, cached for MODEL_INFO_TTL_SECONDS (a rollout of a new
+        model version shows within that)."""
+        async with self._info_lock:
+            if self._info is None or time.monotonic() - self._info_at > MODEL_INFO_TTL_SECONDS:
+                try:
+                    self._info = await self._stub.GetModelInfo(
+                        anonymizer_pb2.GetModelInfoRequest(), timeout=min(self._timeout, 30.0),
+                        metadata=outgoing_metadata())
+                except grpc.aio.AioRpcError as exc:
+                    raise downstream_error("anonymizer", exc) from None
+                self._info_at = time.monotonic()
+            return self._info
+
+    async def generate(self, request: RoundRequest, on_progress: ProgressFn) -> list[Candidate]:
+        """The round's candidates, in index order; progress events go to `on_progress`."""
+        message = anonymizer_pb2.AnonymizeRequest(
+            images=[common_pb2.ObjectRef(bucket=request.original.bucket, key=request.original.key,
+                                         sha256=request.original.sha256, size=request.original.size,
+                                         content_type=request.original.content_type)],
+            protect=list(request.protect), privacy=privacy_setting(request.settings),
+            candidates=request.candidates, seed=request.seed, output_prefix=request.output_prefix,
+            subject_id=request.subject_id)
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        candidates: list[Candidate] = []
+        try:
+            events = self._stub.Anonymize(message, timeout=self._timeout,
+                                          metadata=outgoing_metadata(request.tenant))
+            async for event in events:
+                if event.HasField("candidate"):
+                    candidates.append(to_candidate(event.candidate))
+                elif event.HasField("progress"):
+                    on_progress(event.progress)
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            raise downstream_error("anonymizer", exc) from None
+        finally:
+            ANONYMIZER_SECONDS.labels(code.name).observe(time.perf_counter() - started)
+        candidates.sort(key=lambda c: c.index)
+        if [c.index for c in candidates] != list(range(request.candidates)):
+            raise VeilError(f"anonymizer returned candidates {[c.index for c in candidates]}, "
+                            f"expected 0..{request.candidates - 1}")
+        return candidates

@@ -1,0 +1,131 @@
+"""Generating a round: the anonymizer writes the candidates, the round is stored with them.
+
+Each generation writes under a prefix of its own (sessions/<id>/rounds/<n>-<nonce>/), so two
+replicas racing to regenerate the same round never overwrite each other's objects; the loser's
+`add_round` is refused, its objects are deleted and it returns the winner's round. A generation
+that fails half-way deletes what it wrote too. A generation runs as its own task: a caller that
+gives up (a cancelled RPC) does not stop it, and a second caller for the same round on this
+replica awaits the same task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+import uuid
+
+from services.gateway.anonymizer import AnonymizerClient, RoundRequest
+from services.gateway.events import CHANGED, SessionEvents
+from services.gateway.metrics import ROUND_SECONDS
+from veil.errors import FailedPrecondition
+from veil.sessions import GatewayState, PrivacySettings, RoundRecord, SessionRecord
+from veil.store import ObjectStore
+
+log = logging.getLogger(__name__)
+
+
+def round_seed(session_seed: int, number: int) -> int:
+    """A reproducible seed per round of a session, in 1..2^63-1 (what the anonymizer takes)."""
+    digest = hashlib.sha256(f"{session_seed}:{number}".encode()).digest()
+    return (int.from_bytes(digest[:8], "big") >> 1) or 1
+
+
+def round_prefix(session_id: str, number: int) -> str:
+    """The output prefix (an object key, no trailing "/") of one generation of a round."""
+    return f"sessions/{session_id}/rounds/{number}-{uuid.uuid4().hex[:8]}"
+
+
+class RoundGenerator:
+    def __init__(self, state: GatewayState, anonymizer: AnonymizerClient, store: ObjectStore,
+                 events: SessionEvents) -> None:
+        self._state = state
+        self._anonymizer = anonymizer
+        self._store = store
+        self._events = events
+        self._in_flight: dict[tuple[str, int], asyncio.Task[RoundRecord]] = {}
+
+    def busy(self, session_id: str) -> bool:
+        return any(key[0] == session_id for key in self._in_flight)
+
+    async def generate(self, session: SessionRecord, number: int, settings: PrivacySettings,
+                       actor: str) -> RoundRecord:
+        """Round `number` of `session` at `settings`, stored (see the module docstring)."""
+        key = (session.session_id, number)
+        task = self._in_flight.get(key)
+        if task is None:
+            task = asyncio.create_task(self._generate(session, number, settings, actor))
+            self._in_flight[key] = task
+            task.add_done_callback(lambda _: self._in_flight.pop(key, None))
+        return await asyncio.shield(task)
+
+    async def resume(self, session: SessionRecord, actor: str) -> RoundRecord:
+        """Generate the round a session is waiting for (none yet, or its latest round answered
+        without a successor); the latest round when it waits for none."""
+        if session.round_count == 0:
+            return await self.generate(session, 1, session.settings, actor)
+        latest = await asyncio.to_thread(self._state.sessions.latest_round, session.tenant,
+                                         session.session_id)
+        if latest.feedback is None or latest.next_settings is None:
+            return latest
+        return await self.generate(session, latest.number + 1, latest.next_settings, actor)
+
+    async def _generate(self, session: SessionRecord, number: int, settings: PrivacySettings,
+                        actor: str) -> RoundRecord:
+        started = time.perf_counter()
+        tenant, session_id = session.tenant, session.session_id
+        prefix = round_prefix(session_id, number)
+        request = RoundRequest(tenant=tenant, subject_id=session.subject_id,
+                               original=session.original, protect=session.protect,
+                               settings=settings, candidates=session.candidates_per_round,
+                               seed=round_seed(session.seed, number), output_prefix=prefix)
+        try:
+            candidates = await self._anonymizer.generate(
+                request, lambda progress: self._events.publish(session_id, progress))
+            record = await asyncio.to_thread(self._state.sessions.add_round, tenant, session_id,
+                                             settings=settings, candidates=candidates, actor=actor)
+        except FailedPrecondition:
+            await asyncio.shield(asyncio.to_thread(self._discard, tenant, prefix))
+            stored = await asyncio.to_thread(self._state.sessions.rounds, tenant, session_id, number)
+            if stored and stored[0].number == number:
+                return stored[0]  # another replica stored this round first
+            raise
+        except BaseException:
+            await asyncio.shield(asyncio.to_thread(self._discard, tenant, prefix))
+            raise
+        ROUND_SECONDS.observe(time.perf_counter() - started)
+        self._events.publish(session_id, CHANGED)
+        return record
+
+    def _discard(self, tenant: str, prefix: str) -> None:
+        """Delete what a failed generation wrote (best effort: the error that got us here is the
+        one the caller must see)."""
+        store = self._store.for_tenant(tenant)
+        try:
+            for info in list(store.list(prefix + "/")):
+                store.delete(info.key)
+        except Exception as exc:
+            log.warning("could not delete the objects of a failed round under %s: %s", prefix, exc)
+
+
+def require_round_settled(rounds: list[RoundRecord], session_id: str) -> RoundRecord:
+    """The latest round, if it awaits the owner's answer (not while the next one is generated)."""
+    if not rounds:
+        raise FailedPrecondition(f"session {session_id} has no round yet; its first round is "
+                                 f"still being generated")
+    latest = rounds[-1]
+    if latest.feedback is not None:
+        raise FailedPrecondition(f"round {latest.number + 1} of session {session_id} is still "
+                                 f"being generated; answer it once it exists")
+    return latest
+
+
+async def end_failed_session(state: GatewayState, session: SessionRecord, actor: str,
+                             cause: Exception) -> None:
+    """Mark a session whose input can never work FAILED (unless it already ended)."""
+    try:
+        await asyncio.to_thread(state.sessions.fail_session, session.tenant, session.session_id,
+                                actor=actor, reason=str(cause))
+    except FailedPrecondition:
+        pass

@@ -265,3 +265,32 @@ def test_seeded_training_in_concurrent_workers_is_what_it_is_alone():
     for seed, weights in zip(seeds, together):
         assert all(torch.equal(weights[k], alone[seed][k]) for k in weights)
     assert not torch.equal(alone[1]["head.weight"], alone[2]["head.weight"])
+
+
+def test_a_job_that_finds_the_store_unavailable_is_retried_later(make_pg_database, private_nanio,
+                                                                  tiny_faces):
+    db = Database.from_config(DatabaseConfig(url=make_pg_database()))
+    migrate(SERVICE, db.engine)
+    store = open_store(private_nanio.config(s3_retry_deadline_seconds=1.0))
+    store.ensure_bucket()
+    jobs, tenant = JobStore(db), f"ul-{uuid.uuid4().hex[:8]}"
+    job = jobs.create(tenant, "r1", train_job(store.for_tenant(tenant), tiny_faces, epochs=1))[0]
+    retried = REGISTRY.get_sample_value("veil_unlearning_jobs_retried_total", {"kind": "train"})
+    runner = JobRunner(jobs, store, fast_config(retry_seconds=0.5))
+
+    async def scenario() -> None:
+        private_nanio.stop()
+        runner.start()
+        await until(lambda: jobs.get(tenant, job.job_id).error is not None)
+        waiting = jobs.get(tenant, job.job_id)
+        assert (waiting.state, waiting.attempts) == (JobState.QUEUED, 1)
+        assert waiting.error.startswith("Unavailable: ")
+        private_nanio.start()
+        await until(lambda: jobs.get(tenant, job.job_id).state.terminal)
+        await runner.stop(10)
+
+    asyncio.run(scenario())
+    done = jobs.get(tenant, job.job_id)
+    assert (done.state, done.attempts, done.result_version) == (JobState.SUCCEEDED, 2, "v1")
+    assert REGISTRY.get_sample_value("veil_unlearning_jobs_retried_total", {"kind": "train"}) == retried + 1
+    db.dispose()

@@ -41,9 +41,11 @@ async def main() -> None:
         runner.start()
         await server.set_serving(True)
         try:
-            await server.wait_for_termination()
+            await server.wait_for_shutdown()
         finally:
+            # Running jobs stop at once (and go back to the queue) while RPCs drain.
             await runner.stop(server_config.shutdown_grace_seconds)
+        await server.wait_for_termination()
     finally:
         db.dispose()
 

@@ -83,7 +83,8 @@ def execute(store: ObjectStore, jobs: JobStore, job: JobRecord, monitor: Monitor
     """Do `job`'s work in the calling thread; returns the version it wrote (or that an earlier
     attempt of it wrote)."""
     registry = ModelRegistry(store.for_tenant(job.tenant))
-    written = registry.version_of_job(job.model, job.job_id)
+    # Only an earlier attempt can have written the version (and died before recording it).
+    written = registry.version_of_job(job.model, job.job_id) if job.attempts > 1 else None
     if written is not None:
         log.info("job %s: an earlier attempt already wrote %s %s", job.job_id, job.model, written.version)
         return written.version
@@ -99,7 +100,8 @@ def execute(store: ObjectStore, jobs: JobStore, job: JobRecord, monitor: Monitor
     # another (jobstore.claim), so each builds on the version the previous one wrote.
     base = job.requested_version or registry.card(job.model).version
     if not jobs.record_base(job, base):
-        raise JobInterrupted("the job's lease was lost to another runner")
+        monitor.lost.set()
+        monitor.check()
     card = workflow.unlearn(registry, model=job.model, version=base, pairs=spec.pairs,
                             method=job.method or "", params=spec.params, progress=monitor.report,
                             job_id=job.job_id)
@@ -242,7 +244,7 @@ class JobRunner:
             try:
                 held = await asyncio.to_thread(self._jobs.heartbeat, job, monitor.progress,
                                                config.lease_seconds)
-            except VeilError as exc:
+            except Exception as exc:  # noqa: BLE001 - e.g. the database is down: try again
                 log.warning("job %s: heartbeat failed (the lease runs on): %s", job.job_id, exc)
                 continue
             if not held:

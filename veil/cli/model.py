@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    model = subparsers.add_parser("model", help="model folders in the object store")
+    model = subparsers.add_parser("model", help="model folders in the object store; published classifiers")
     commands = model.add_subparsers(dest="model_command", required=True, metavar="COMMAND")
     upload = commands.add_parser("upload", help="upload a model folder (files, then its manifest)")
     upload.add_argument("folder", type=Path, help="the model folder (with model_card.json)")

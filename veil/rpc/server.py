@@ -82,6 +82,7 @@ class VeilServer:
         self._health = health_async.HealthServicer()
         self._metrics: MetricsServer | None = None
         self._stopping: asyncio.Task[None] | None = None
+        self._shutdown_started = asyncio.Event()
         self._stopped = asyncio.Event()
         self.service_names: list[str] = []
         self.port: int | None = None
@@ -157,6 +158,7 @@ class VeilServer:
         await asyncio.shield(self._stopping)
 
     async def _shutdown(self, grace: float) -> None:
+        self._shutdown_started.set()
         if self._server is None:
             return
         await self._health.enter_graceful_shutdown()
@@ -168,6 +170,11 @@ class VeilServer:
             self._metrics.close()
         log.info("stopped")
         self._stopped.set()
+
+    async def wait_for_shutdown(self) -> None:
+        """Return as soon as a graceful shutdown begins (while in-flight RPCs still drain): the
+        moment to stop background work that outlives RPCs."""
+        await self._shutdown_started.wait()
 
     async def wait_for_termination(self) -> None:
         """Return once the server has shut down (after a signal or `stop()`)."""

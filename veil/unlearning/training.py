@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -28,11 +29,18 @@ def per_sample_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
     return F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(dim=1)
 
 
+# torch's global generator and its deterministic-algorithms switch belong to the process: seeded
+# sections running in concurrent threads (the unlearner's job workers) would draw from each
+# other's seeds and restore each other's state, so they run one at a time.
+_GLOBAL_TORCH_STATE = threading.RLock()
+
+
 @contextlib.contextmanager
 def deterministic(seed: int) -> Iterator[None]:
-    """Seed torch's global generator and force deterministic kernels, restoring both afterwards."""
-    previous = torch.are_deterministic_algorithms_enabled()
-    with torch.random.fork_rng(devices=[]):
+    """Seed torch's global generator and force deterministic kernels, restoring both afterwards.
+    One thread at a time holds this section (see _GLOBAL_TORCH_STATE)."""
+    with _GLOBAL_TORCH_STATE, torch.random.fork_rng(devices=[]):
+        previous = torch.are_deterministic_algorithms_enabled()
         torch.manual_seed(seed)
         torch.use_deterministic_algorithms(True)
         try:

@@ -1,5 +1,5 @@
 """The demo's calls to the unlearner (a tenant's operator training and inspecting its models):
-Train, jobs, versions, Evaluate. Blocking gRPC with the tenant in `x-veil-tenant` metadata."""
+Train, WatchJob, ListModels, Evaluate. Blocking gRPC with the tenant in `x-veil-tenant` metadata."""
 
 from __future__ import annotations
 
@@ -53,10 +53,6 @@ class Registry:
         if job.state == unlearner_pb2.JOB_STATE_FAILED:
             raise FailedPrecondition(f"{job.kind} job {job_id} failed: {job.error}")
         return job
-
-    def job(self, job_id: str) -> unlearner_pb2.Job:
-        return self._stub.GetJob(unlearner_pb2.GetJobRequest(job_id=job_id), timeout=READ_SECONDS,
-                                 metadata=self._metadata)
 
     def versions(self, model: str) -> list[unlearner_pb2.ModelVersion]:
         """The model's versions, newest first."""

@@ -44,16 +44,16 @@ def test_the_loop_from_a_terminal(veil, face_png, tmp_path):
                             "--level", "5", "--candidates", "2")
     assert status == 0, err
     session_id = re.search(r"^session (\S+) \(active\)", out, re.M).group(1)
-    assert "round 1: Male eps=2, identity eps=16, rho=0.3 (level 5)" in out
+    assert "round 1: Male eps=2, identity eps=2, rho=1 (level 5)" in out
     first = paths(out)
     assert [p.name for p in first] == ["candidate-0.png", "candidate-1.png"]
     assert all(p.parent == tmp_path / "out" / session_id / "round-1" for p in first)
     assert all(decode_image(p.read_bytes()).shape == (16, 16, 3) for p in first)
 
     status, out, _ = veil("session", "feedback", session_id, "more")
-    assert status == 0 and "round 2: Male eps=1, identity eps=8" in out
+    assert status == 0 and "round 2: Male eps=1, identity eps=1" in out
     status, out, _ = veil("session", "feedback", session_id, "eps", "Male=0.5", "identity=2")
-    assert status == 0 and "round 3: Male eps=0.5, identity eps=2, rho=0.3 (set by feedback)" in out
+    assert status == 0 and "round 3: Male eps=0.5, identity eps=2, rho=1 (set by feedback)" in out
     third = paths(out)
     status, out, _ = veil("session", "feedback", session_id, "accept", "1")
     assert status == 0 and "(accepted)" in out and "charged eps 2.5" in out

@@ -149,7 +149,7 @@ def test_a_session_continues_after_its_gateway_is_sigkilled_mid_feedback(
         more = wait_for(lambda: _retry_aborted(lambda: client.feedback(
             sid, "more", request_id="more-before-kill")), what="the retried feedback")
         assert more.round.number == 2
-        assert (more.round.attribute_epsilon["Male"], more.round.identity_epsilon) == (1.0, 8.0)
+        assert (more.round.attribute_epsilon["Male"], more.round.identity_epsilon) == (1.0, 1.0)
         assert client.get_session(sid).round_count == 2
         accepted = client.feedback(sid, "accept", candidate=1)
         assert accepted.session.state == gateway_pb2.SESSION_STATE_ACCEPTED

@@ -76,7 +76,7 @@ def test_two_rounds_of_feedback_then_accept(gateway, new_tenant, face_png, gatew
         assert (session.state, session.round_count, first.number, first.level) == (
             gateway_pb2.SESSION_STATE_ACTIVE, 1, 1, 5)
         assert dict(first.attribute_epsilon) == {"Male": 2.0}
-        assert (first.identity_epsilon, first.rho) == (16.0, pytest.approx(0.3))
+        assert (first.identity_epsilon, first.rho) == (2.0, pytest.approx(1.0))
         assert [c.index for c in first.candidates] == [0, 1]
         assert all(c.receipt.attributes[0].epsilon == 2.0 and c.receipt.identity_noise_multiplier > 0
                    for c in first.candidates)
@@ -94,13 +94,13 @@ def test_two_rounds_of_feedback_then_accept(gateway, new_tenant, face_png, gatew
         reader.start()
 
         more = client.feedback(sid, "more")
-        # MORE halves every budget of the round (Male 2 -> 1, identity 16 -> 8).
+        # MORE halves every budget of the round (Male 2 -> 1, identity 2 -> 1).
         assert (more.round.number, more.round.level) == (2, -1)
-        assert (dict(more.round.attribute_epsilon), more.round.identity_epsilon) == ({"Male": 1.0}, 8.0)
+        assert (dict(more.round.attribute_epsilon), more.round.identity_epsilon) == ({"Male": 1.0}, 1.0)
         less = client.feedback(sid, "less")
         # A reversal: bisection between the two answers, sqrt(lo * hi) per budget.
         assert less.round.attribute_epsilon["Male"] == pytest.approx(math.sqrt(2.0))
-        assert less.round.identity_epsilon == pytest.approx(math.sqrt(8.0 * 16.0))
+        assert less.round.identity_epsilon == pytest.approx(math.sqrt(1.0 * 2.0))
         chosen = less.round.candidates[1]
         accepted = client.feedback(sid, "accept", candidate=1)
         reader.join(timeout=60)

@@ -116,7 +116,7 @@ def test_two_rounds_of_feedback_then_accept(gateway, new_tenant, face_png, gatew
         assert published == client.download(chosen.image.object)
     with urllib.request.urlopen(release.image.url, timeout=10) as response:  # presigned (S3)
         assert response.read() == published
-    expected_charge = math.sqrt(2.0) + math.sqrt(128.0)
+    expected_charge = 2 * math.sqrt(2.0)
     assert release.charged_epsilon == pytest.approx(expected_charge)
     assert release.ledger.sum_epsilon == pytest.approx(expected_charge)
     # (At the ledger's delta 1e-6 the identity Gaussian, calibrated at 1e-5, costs more than its

@@ -362,7 +362,7 @@ def test_retention_deletes_an_original_once_every_model_is_updated(state, tenant
     state.sessions.close_session(tenant, second.session_id, actor="owner")
     [due] = [d for d in state.retention.originals_due(limit=1000) if d.original.key == original]
     assert due.session_ids == (first.session_id,)
-    assert state.retention.mark_original_deleted(tenant, original, actor="retention") == 2
+    assert state.retention.mark_original_deleted(tenant, original, due.finished_at, actor="retention") == 2
     assert (tenant, original) not in due_keys()
     assert state.sessions.get_session(tenant, first.session_id).original_deleted_at is not None
 

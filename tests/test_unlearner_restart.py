@@ -16,9 +16,10 @@ from veil.unlearning.manifest import Manifest
 from veil.unlearning.registry import ModelRegistry
 from veil.v1 import unlearner_pb2 as pb
 
-# Long enough (0.03-0.25 s an epoch) to be caught running, short enough to finish soon; a job
-# that never finishes can be much longer.
-SLOW_EPOCHS, ENDLESS_EPOCHS = 32, 5000
+# An epoch of the tiny faces takes about 10 ms on a 2-core machine: a slow job lasts seconds, so
+# that the heartbeat (every 0.2 s) shows it running long before it ends; a job that never finishes
+# can be much longer.
+SLOW_EPOCHS, ENDLESS_EPOCHS = 400, 5000
 
 
 def job_row(service: ServiceProcess, job_id: str):

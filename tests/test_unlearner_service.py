@@ -303,12 +303,13 @@ def test_a_job_failing_while_it_runs_ends_failed_with_its_error(unlearner, servi
 
 
 def test_watch_job_streams_progress_until_the_end(acme: Tenant):
-    job = acme.call.Train(train_request(acme.key, acme.manifest, model="watched", epochs=6))
+    # About 10 ms an epoch: 150 epochs outlast several heartbeats (0.2 s) and watch polls (0.1 s).
+    job = acme.call.Train(train_request(acme.key, acme.manifest, model="watched", epochs=150))
     seen = list(acme.call.WatchJob(pb.GetJobRequest(job_id=job.job_id)))
     assert seen[0].job_id == job.job_id and seen[-1].state == SUCCEEDED
     assert all(a != b for a, b in zip(seen, seen[1:]))  # only changes are sent
     epochs = [j.progress.step for j in seen if j.progress.stage == "train"]
-    assert epochs and epochs == sorted(epochs) and all(j.progress.total_steps == 6 for j in seen
+    assert epochs and epochs == sorted(epochs) and all(j.progress.total_steps == 150 for j in seen
                                                         if j.progress.stage == "train")
     finished = acme.call.WatchJob(pb.GetJobRequest(job_id=job.job_id))
     assert [j.state for j in finished] == [SUCCEEDED]

@@ -3,9 +3,11 @@
 Each generation writes under a prefix of its own (sessions/<id>/rounds/<n>-<nonce>/), so two
 replicas racing to regenerate the same round never overwrite each other's objects; the loser's
 `add_round` is refused, its objects are deleted and it returns the winner's round. A generation
-that fails half-way deletes what it wrote too. A generation runs as its own task: a caller that
-gives up (a cancelled RPC) does not stop it, and a second caller for the same round on this
-replica awaits the same task.
+that fails half-way deletes what it wrote too. Once a round is stored, every other generation of
+it is a loser, so the objects left under its number by a replica killed after the anonymizer wrote
+them (nothing of that replica runs to delete them) are deleted then. A generation runs as its own
+task: a caller that gives up (a cancelled RPC) does not stop it, and a second caller for the same
+round on this replica awaits the same task.
 """
 
 from __future__ import annotations
@@ -94,9 +96,21 @@ class RoundGenerator:
         except BaseException:
             await asyncio.shield(asyncio.to_thread(self._discard, tenant, prefix))
             raise
+        await asyncio.to_thread(self._discard_losers, tenant, session_id, number, prefix)
         ROUND_SECONDS.observe(time.perf_counter() - started)
         self._events.publish(session_id, CHANGED)
         return record
+
+    def _discard_losers(self, tenant: str, session_id: str, number: int, winner: str) -> None:
+        """Delete the objects of every other generation of a stored round (best effort)."""
+        store = self._store.for_tenant(tenant)
+        try:
+            for info in list(store.list(f"sessions/{session_id}/rounds/{number}-")):
+                if not info.key.startswith(winner + "/"):
+                    store.delete(info.key)
+        except Exception as exc:
+            log.warning("could not delete other generations of round %d of session %s: %s",
+                        number, session_id, exc)
 
     def _discard(self, tenant: str, prefix: str) -> None:
         """Delete what a failed generation wrote (best effort: the error that got us here is the

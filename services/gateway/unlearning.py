@@ -26,6 +26,7 @@ from services.gateway.metrics import ORIGINALS_DELETED, UNLEARNING_JOB_SECONDS, 
 from services.gateway.unlearner import UnlearnerClient
 from veil.errors import FailedPrecondition, NotFound, VeilError
 from veil.sessions import GatewayState, UnlearningBatch, UnlearningStatus
+from veil.sessions.unlearning import DueOriginal
 from veil.store import ObjectStore
 from veil.v1 import unlearner_pb2
 
@@ -120,9 +121,24 @@ class UnlearningDispatcher:
         """Delete every original that is due; returns how many were deleted."""
         deleted = 0
         for due in await asyncio.to_thread(self._state.retention.originals_due):
-            await asyncio.to_thread(self._store.for_tenant(due.tenant).delete, due.original.key)
+            if await asyncio.to_thread(self._delete_unless_uploaded_again, due):
+                ORIGINALS_DELETED.inc()
+                deleted += 1
             await asyncio.to_thread(self._state.retention.mark_original_deleted, due.tenant,
-                                    due.original.key, actor=ACTOR)
-            ORIGINALS_DELETED.inc()
-            deleted += 1
+                                    due.original.key, due.finished_at, actor=ACTOR)
         return deleted
+
+    def _delete_unless_uploaded_again(self, due: DueOriginal) -> bool:
+        """Uploads are content-addressed: the same bytes uploaded after the sessions finished are
+        a new upload of the owner's, which this policy must not take away (its own sessions will
+        make it due again). Returns whether the object was deleted."""
+        store = self._store.for_tenant(due.tenant)
+        try:
+            written = store.stat(due.original.key).last_modified
+        except NotFound:
+            return False
+        if written is not None and written > due.finished_at:
+            log.info("retention keeps %s: uploaded again after its sessions finished", due.original.key)
+            return False
+        store.delete(due.original.key)
+        return True

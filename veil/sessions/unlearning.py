@@ -222,6 +222,8 @@ class DueOriginal:
     tenant: str
     original: StoredObject
     session_ids: tuple[str, ...]
+    # When the last of those sessions finished (its last unlearning request or its release).
+    finished_at: datetime
 
 
 class Retention:
@@ -250,7 +252,8 @@ class Retention:
                    sa.and_(other.c.state == SessionState.ACCEPTED.value,
                            ~sa.exists().where(other_rel.c.session_id == other.c.session_id,
                                               self._finished_condition(other, other_rel)))))
-        query = (sa.select(s.c.tenant, s.c.original_key, s.c.original, s.c.session_id)
+        query = (sa.select(s.c.tenant, s.c.original_key, s.c.original, s.c.session_id,
+                           last_update.label("finished_at"))
                  .join(rel, rel.c.session_id == s.c.session_id)
                  .where(s.c.original_deleted_at.is_(None), finished, last_update <= cutoff,
                         ~blocker)
@@ -261,11 +264,11 @@ class Retention:
                 key = (row.tenant, row.original_key)
                 if key in due:
                     item = due[key]
-                    due[key] = dataclasses.replace(item, session_ids=(*item.session_ids,
-                                                                      row.session_id))
+                    due[key] = dataclasses.replace(item, session_ids=(*item.session_ids, row.session_id),
+                                                   finished_at=max(item.finished_at, as_utc(row.finished_at)))
                 elif len(due) < limit:
                     due[key] = DueOriginal(row.tenant, StoredObject.from_json(row.original),
-                                           (row.session_id,))
+                                           (row.session_id,), as_utc(row.finished_at))
         return list(due.values())
 
     @staticmethod
@@ -276,12 +279,15 @@ class Retention:
         return sa.and_(session.c.state == SessionState.ACCEPTED.value,
                        release.c.state == ReleaseState.PUBLISHED.value, ~unfinished)
 
-    def mark_original_deleted(self, tenant: str, original_key: str, *, actor: str) -> int:
-        """Record that the original object was deleted; returns the number of sessions marked."""
+    def mark_original_deleted(self, tenant: str, original_key: str, created_by: datetime, *,
+                              actor: str) -> int:
+        """Record that the original object was deleted for the sessions on it created by
+        `created_by` (when it became due); returns the number of sessions marked. A session
+        created since, on the same bytes uploaded again, keeps its original."""
         s = t.sessions
         with self._db.write() as conn:
             marked = conn.execute(sa.update(s).where(
-                s.c.tenant == tenant, s.c.original_key == original_key,
+                s.c.tenant == tenant, s.c.original_key == original_key, s.c.created_at <= created_by,
                 s.c.original_deleted_at.is_(None)).values(original_deleted_at=self._clock()))
             if marked.rowcount:
                 self._audit.append(AuditRecord(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from veil.data import load_celeba
-from veil.diffusion.anonymize import Anonymizer, Budget
+from veil.diffusion.anonymize import Anonymizer, Budget, to_tensor, to_uint8
 from veil.diffusion.levels import IDENTITY_DELTA
 from veil.diffusion.pipeline import DiffusionAutoencoder
 from veil.errors import InvalidArgument
@@ -77,6 +78,22 @@ def test_level_zero_spends_nothing(anonymizer: Anonymizer, faces: list[np.ndarra
     assert out[0][0].receipt.attributes == () and out[0][0].receipt.spend() is None
 
 
+def test_level_zero_reconstructs_without_guidance_beside_guided_plans(anonymizer: Anonymizer,
+                                                                      faces: list[np.ndarray]) -> None:
+    model, names = anonymizer.model, anonymizer.model.attribute_names
+    guided = Anonymizer(model, dataclasses.replace(model.card.sampling, guidance=4.0, guidance_base="null"))
+    prepared = guided.prepare(faces)
+    level0 = guided.plan(prepared, Budget.from_level(0, ["Male"], names), seed=1)
+    flipped = guided.plan(prepared, Budget.explicit(["Male"], names, {"Male": 0.01}), seed=1)
+    mixed = guided.decode([level0, flipped])  # one batch holds both plans' rows
+    want = to_uint8(model.reconstruct(to_tensor(faces, 16), guided.sampling))
+    for got, expected in zip(mixed[0], want):
+        assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+    alone = guided.decode([flipped])[0]
+    assert all(np.abs(a.astype(int) - b.astype(int)).max() <= 1 for a, b in zip(mixed[1], alone))
+    assert any(np.abs(a.astype(int) - b.astype(int)).max() > 1 for a, b in zip(mixed[1], want))
+
+
 def test_input_errors(anonymizer: Anonymizer, faces: list[np.ndarray]) -> None:
     budget = Budget.from_level(2, [], anonymizer.model.attribute_names)
     with pytest.raises(InvalidArgument, match=r"image 0: expected uint8 RGB of 16x16x3, got \(32, 32, 3\)"):
@@ -85,3 +102,4 @@ def test_input_errors(anonymizer: Anonymizer, faces: list[np.ndarray]) -> None:
         anonymizer.anonymize(faces, budget, candidates=9)
     with pytest.raises(InvalidArgument, match="no images"):
         anonymizer.anonymize([], budget)
+

@@ -7,10 +7,12 @@ are replaced by protected versions, and every method updates the parent: retrain
 (the reference), first order, second order (CG and LiSSA), fine-tuning; the parent itself is
 listed as "none" to show what doing nothing scores.
 
-Protected images: until the diffusion anonymizer exists, the protected version of a photo is the
-same synthetic subject in the same photo (pose, light, expression, background) re-drawn by the
-generator with the protected attribute changed (veil.data.synth: render(identity.with_attributes(...))),
-i.e. the ground truth of what an ideal attribute edit looks like. By default every replacement
+Protected images: the protected version of a photo is the same synthetic subject in the same photo
+(pose, light, expression, background) re-drawn by the generator with the protected attribute
+changed (veil.data.synth: render(identity.with_attributes(...))), i.e. the ground truth of what an
+ideal attribute edit looks like. This measures the unlearning methods apart from the diffusion
+model's quality (the product's path, gateway -> unlearner, uses the anonymizer's releases; see
+tests/test_end_to_end.py). By default every replacement
 flips the attribute (so every pair really changes); with --epsilon the released value follows
 randomized response at that epsilon instead, as the anonymizer releases it, and pairs whose value
 is kept are re-drawn unchanged. Implied attributes follow the generator's rules (a subject drawn

@@ -75,6 +75,11 @@ class Budget:
             raise InvalidArgument(f"rho must be in [0, 1], got {rho!r}")
         return cls(names, eps, mechanism, identity_epsilon, float(rho), -1)
 
+    @property
+    def reconstructs(self) -> bool:
+        """Nothing is released through a mechanism (level 0): the image is only reconstructed."""
+        return not self.attribute_epsilon and self.identity_epsilon is None and self.rho == 0.0
+
 
 def _check_attributes(protect: Sequence[str], attribute_names: Sequence[str]) -> tuple[str, ...]:
     unknown = [a for a in protect if a not in attribute_names]
@@ -290,6 +295,11 @@ class Anonymizer:
         source = torch.cat([p.source for p in plans])
         z_rows = torch.cat([p.z for p in plans])
         x_rows = torch.cat([p.x_start for p in plans])
+        # A reconstruction is decoded without guidance, as it was inverted: its base is its own
+        # condition, so the guided prediction is the conditional one. (With the null base, guidance
+        # on a reconstruction cost the shipped model 9 dB of PSNR and most of its re-ID.)
+        unguided = torch.cat([torch.full((len(p),), p.budget.reconstructs, dtype=torch.bool) for p in plans])
+        unguided = unguided.to(released.device)[:, None]
         outputs: list[torch.Tensor] = []
         for s in range(0, released.shape[0], self.max_batch):
             sl = slice(s, s + self.max_batch)
@@ -298,6 +308,7 @@ class Anonymizer:
                 base = model.condition(z_rows[sl], source[sl])
             else:
                 base = model.condition(z_rows[sl], released[sl], null=True)
+            base = torch.where(unguided[sl], cond, base)
             outputs.append(model.decode(x_rows[sl], cond, base, self.sampling, progress))
         pixels = to_uint8(torch.cat(outputs))
         out: list[list[np.ndarray]] = []

@@ -4,8 +4,10 @@ Decoding uses classifier-free guidance on the attribute input. Two bases are off
 
 * ``"null"``: eps = eps(z, null) + w (eps(z, a') - eps(z, null)) - Ho & Salimans;
 * ``"source"``: eps = eps(z, a) + w (eps(z, a') - eps(z, a)) where `a` is the condition the image
-  was inverted with. With no edit (a' = a) this is exactly the inversion's own model, so level 0
-  reconstructs whatever w is, and w amplifies only what the edit changed.
+  was inverted with. With no edit (a' = a) this is exactly the inversion's own model, and w
+  amplifies only what the edit changed.
+
+Either way a level-0 reconstruction is decoded without guidance (veil.diffusion.anonymize).
 
 A model folder is laid out like a diffusers pipeline: one sub-folder per network
 (``unet/``, ``encoder/``, ``conditioner/``, ``attribute_classifier/``) in diffusers' safetensors
@@ -156,7 +158,9 @@ class DiffusionAutoencoder:
         if not (path / CARD_FILE).is_file():
             raise NotFound(f"{path}: not a model folder (no {CARD_FILE})")
         card = ModelCard.from_dict(json.loads((path / CARD_FILE).read_text()))
-        nets = {name: kind.from_pretrained(path / name, torch_dtype=torch.float32) for name, kind in COMPONENTS.items()}
+        # low_cpu_mem_usage needs `accelerate`; these nets are small enough to load plainly.
+        nets = {name: kind.from_pretrained(path / name, torch_dtype=torch.float32, low_cpu_mem_usage=False)
+                for name, kind in COMPONENTS.items()}
         scheduler = DDIMScheduler.from_pretrained(path / "scheduler")
         return cls(scheduler=scheduler, card=card, **nets).to(device)  # type: ignore[arg-type]
 

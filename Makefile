@@ -36,7 +36,7 @@ bench: $(STAMP)
 	$(PY) -m veil.bench
 
 eval: $(STAMP)
-	$(PY) -m veil eval --model models/diffae-synth32 --json out/eval.json
+	$(PY) -m veil eval --model models/diffae-synth32 --json out/eval.json --cache out/eval-cache
 
 train: $(STAMP)
 	$(PY) -m veil train --config models/diffae-synth32/train_config.json --run-dir runs/diffae-synth32

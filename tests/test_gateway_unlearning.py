@@ -1,10 +1,13 @@
 """The unlearning dispatcher while the unlearner cannot be reached (a closed loopback port): the
 claimed batch stays queued for the next pass, nothing is marked done, and retention keeps the
-original. (The dispatch against a running unlearner is the end-to-end test's.)"""
+original. Retention keeps an original the owner uploaded again. (The dispatch against a running
+unlearner is the end-to-end test's.)"""
 
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
 
 from fixtures_db import open_session
 from fixtures_store import free_port
@@ -43,3 +46,30 @@ def test_a_batch_waits_for_an_unreachable_unlearner_and_the_original_is_kept(
     assert request.attempts == 1  # the second pass resubmitted the same batch, claimed nothing new
     assert session.original.key not in {d.original.key for d in state.retention.originals_due()}
     assert state.sessions.get_session(tenant, session.session_id).original_deleted_at is None
+
+
+def test_retention_keeps_an_original_uploaded_again_after_its_session_finished(
+        gateway_state, services_store, new_tenant):
+    state, tenant = gateway_state, new_tenant()
+    store = open_store(services_store).for_tenant(tenant)
+    keys = {name: f"uploads/{name}-{uuid.uuid4().hex}.png" for name in ("again", "once")}
+    for key in keys.values():
+        store.put(key, b"original bytes of " + key.encode(), content_type="image/png")
+    sessions = {}
+    for name, key in keys.items():
+        session, _ = open_session(state, tenant, name, original_key=key)
+        accepted = state.releases.accept(tenant, session.session_id, 0, request_id=f"accept-{name}",
+                                         release_key=f"releases/{session.session_id}.png",
+                                         dependent_models=[], actor="test")
+        state.releases.mark_published(tenant, accepted.release.release_id, actor="test")
+        sessions[name] = session
+    time.sleep(1.1)  # S3 reports modification times in whole seconds
+    store.put(keys["again"], b"original bytes of " + keys["again"].encode(), content_type="image/png")
+
+    dispatcher = UnlearningDispatcher(state, None, open_store(services_store), batch_size=8, max_attempts=3)
+    asyncio.run(dispatcher.apply_retention())
+    assert store.exists(keys["again"]) and not store.exists(keys["once"])
+    for session in sessions.values():  # both sessions' obligations are done
+        assert state.sessions.get_session(tenant, session.session_id).original_deleted_at is not None
+    due = {d.original.key for d in state.retention.originals_due(limit=1000)}
+    assert not due & set(keys.values())

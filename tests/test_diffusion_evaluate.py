@@ -34,6 +34,13 @@ def test_eval_reports_every_bar(tiny_model_dir: Path, tiny_faces: Path, tmp_path
     table = capsys.readouterr().out
     assert "PASS" in table or "FAIL" in table
     assert list((tmp_path / "cache").glob("evaluators-*.safetensors")), "evaluators are cached for the next run"
+    # Other probes, the same evaluators (read back, not trained again).
+    again = tmp_path / "eval-probes-1.json"
+    cli(["eval", "--model", str(tiny_model_dir), "--data", str(tiny_faces), "--probes", "6", "--gallery", "10",
+         "--steps", "2", "--json", str(again), "--cache", str(tmp_path / "cache"), "--probe-seed", "1"])
+    assert json.loads(again.read_text())["details"]["eval_config"]["probe_seed"] == 1
+    assert len(list((tmp_path / "cache").glob("evaluators-*.safetensors"))) == 1
+    assert "evaluators read from" in capsys.readouterr().err
 
 
 def test_report_verdicts() -> None:

@@ -44,6 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="CelebA-format data set (default: the one in the model's training config, generated if absent)")
     ev.add_argument("--probes", type=int, default=200, help="held-out probes, one per identity")
     ev.add_argument("--gallery", type=int, default=400, help="identities in the re-ID gallery (the probes' and others)")
+    ev.add_argument("--probe-seed", type=int, default=0,
+                    help="which held-out probes are drawn (and the mechanisms' seeds); the evaluators stay")
     ev.add_argument("--json", type=Path, default=None, help="also write the table as JSON here")
     ev.add_argument("--write-card", action="store_true", help="store the result under `metrics` in the model card")
     ev.add_argument("--cache", type=Path, default=Path("out/eval-cache"),
@@ -162,8 +164,8 @@ def _eval(args: argparse.Namespace) -> int:
     else:
         data_root = args.data
     data = load_celeba(data_root, size=model.image_size)
-    report = evaluate(anonymizer, data, EvalConfig(probes=args.probes, gallery=args.gallery), log=lambda m: print(m, file=sys.stderr),
-                      cache_dir=args.cache)
+    cfg = EvalConfig(probes=args.probes, gallery=args.gallery, probe_seed=args.probe_seed)
+    report = evaluate(anonymizer, data, cfg, log=lambda m: print(m, file=sys.stderr), cache_dir=args.cache)
     print(report.table())
     if args.json:
         write_bytes_atomically(args.json, report.to_json().encode() + b"\n")

@@ -48,7 +48,10 @@ class EvalConfig:
     rr_epsilons: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
     bar_epsilons: tuple[float, ...] = (0.5, 1.0)
     identity_level: int = DEFAULT_LEVEL
-    seed: int = 0
+    seed: int = 0  # the evaluators' training and the gallery's extra identities
+    # The probes drawn from the held-out split and the mechanisms' randomness: another value
+    # re-measures the same model and evaluators on other probes.
+    probe_seed: int = 0
     evaluator_epochs: int = 4
     identity_epochs: int = 8
     batch_size: int = 128
@@ -264,7 +267,7 @@ def evaluate(anonymizer: Anonymizer, data: CelebA, cfg: EvalConfig, log: Any = p
     if names != model.attribute_names:
         raise ValueError(f"data attributes {names} differ from the model's {model.attribute_names}")
     train = data.split("train")
-    probes = _probe_split(data, cfg.probes, cfg.seed)
+    probes = _probe_split(data, cfg.probes, cfg.probe_seed)
     report = EvalReport(model.card.model_version)
     others = np.setdiff1d(np.unique(train.identities), probes.identities)
     extra = np.random.default_rng(cfg.seed).choice(others, max(0, min(cfg.gallery - len(probes), len(others))),
@@ -286,7 +289,7 @@ def evaluate(anonymizer: Anonymizer, data: CelebA, cfg: EvalConfig, log: Any = p
     prepared = anonymizer.prepare(list(probes.images))
 
     log("level 0")
-    recon = _released(anonymizer, prepared, Budget.from_level(0, [], names), cfg.seed)
+    recon = _released(anonymizer, prepared, Budget.from_level(0, [], names), cfg.probe_seed)
     mse = np.mean((recon.astype(np.float64) - probes.images.astype(np.float64)) ** 2)
     report.add("level0 reconstruction PSNR (dB)", 10 * math.log10(255**2 / max(mse, 1e-12)))
     recon_acc = attribute_accuracy(attacker, recon, probes.attributes)
@@ -304,7 +307,7 @@ def evaluate(anonymizer: Anonymizer, data: CelebA, cfg: EvalConfig, log: Any = p
     for eps in cfg.rr_epsilons:
         log(f"randomized response eps={eps} on {cfg.key_attribute}")
         budget = Budget.explicit([cfg.key_attribute], names, {cfg.key_attribute: eps})
-        out = _released(anonymizer, prepared, budget, cfg.seed + 1)
+        out = _released(anonymizer, prepared, budget, cfg.probe_seed + 1)
         acc = attribute_accuracy(attacker, out, probes.attributes)
         bound = keep_probability(eps)
         on_bar = eps in cfg.bar_epsilons
@@ -321,7 +324,7 @@ def evaluate(anonymizer: Anonymizer, data: CelebA, cfg: EvalConfig, log: Any = p
 
     row = privacy_level(cfg.identity_level)
     log(f"identity mechanism at level {cfg.identity_level} (eps_id={row.identity_epsilon}, rho={row.rho})")
-    out = _released(anonymizer, prepared, Budget.from_level(cfg.identity_level, [], names), cfg.seed + 2)
+    out = _released(anonymizer, prepared, Budget.from_level(cfg.identity_level, [], names), cfg.probe_seed + 2)
     reid = gallery.reid_rate(out, probes.identities)
     report.add(f"identity level {cfg.identity_level} re-ID (gallery {len(gallery_ids)})", reid, "<=", IDENTITY_REID_MAX,
                f"originals {orig_reid:.3f}; chance {1 / len(gallery_ids):.3f}")

@@ -15,7 +15,8 @@ from fixtures_store import free_port
 from services.gateway.unlearner import UnlearnerClient
 from services.gateway.unlearning import UnlearningDispatcher
 from veil.rpc import ChannelConfig, open_channel
-from veil.sessions import UnlearningStatus
+from veil.sessions import AuditRecord, UnlearningStatus
+from veil.sessions.audit import IMAGE_UPLOAD
 from veil.store import open_store
 
 
@@ -52,7 +53,7 @@ def test_retention_keeps_an_original_uploaded_again_after_its_session_finished(
         gateway_state, services_store, new_tenant):
     state, tenant = gateway_state, new_tenant()
     store = open_store(services_store).for_tenant(tenant)
-    keys = {name: f"uploads/{name}-{uuid.uuid4().hex}.png" for name in ("again", "once")}
+    keys = {name: f"uploads/{name}-{uuid.uuid4().hex}.png" for name in ("recorded", "written", "once")}
     for key in keys.values():
         store.put(key, b"original bytes of " + key.encode(), content_type="image/png")
     sessions = {}
@@ -63,13 +64,19 @@ def test_retention_keeps_an_original_uploaded_again_after_its_session_finished(
                                          dependent_models=[], actor="test")
         state.releases.mark_published(tenant, accepted.release.release_id, actor="test")
         sessions[name] = session
+    # Uploaded again through the gateway (its audit record), at once: not due at all.
+    state.audit.append(AuditRecord(tenant=tenant, actor="owner", action=IMAGE_UPLOAD,
+                                   target=keys["recorded"], outcome="ok"))
+    due = {d.original.key for d in state.retention.originals_due(limit=1000)}
+    assert keys["recorded"] not in due and {keys["written"], keys["once"]} <= due
+    # Written again by another writer (no record): the object's own time tells.
     time.sleep(1.1)  # S3 reports modification times in whole seconds
-    store.put(keys["again"], b"original bytes of " + keys["again"].encode(), content_type="image/png")
+    store.put(keys["written"], b"original bytes of " + keys["written"].encode(), content_type="image/png")
 
     dispatcher = UnlearningDispatcher(state, None, open_store(services_store), batch_size=8, max_attempts=3)
     asyncio.run(dispatcher.apply_retention())
-    assert store.exists(keys["again"]) and not store.exists(keys["once"])
-    for session in sessions.values():  # both sessions' obligations are done
-        assert state.sessions.get_session(tenant, session.session_id).original_deleted_at is not None
-    due = {d.original.key for d in state.retention.originals_due(limit=1000)}
-    assert not due & set(keys.values())
+    assert [store.exists(keys[name]) for name in ("recorded", "written", "once")] == [True, True, False]
+    deleted_at = {name: state.sessions.get_session(tenant, s.session_id).original_deleted_at
+                  for name, s in sessions.items()}
+    assert deleted_at["recorded"] is None  # its original is the owner's new upload
+    assert deleted_at["written"] is not None and deleted_at["once"] is not None

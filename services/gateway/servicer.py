@@ -55,6 +55,7 @@ from veil.sessions import (
     StoredObject,
     plan_next_round,
 )
+from veil.sessions.audit import IMAGE_UPLOAD
 from veil.sessions.models import require_id
 from veil.store import ObjectStore, from_object_ref
 from veil.store.base import CHUNK_SIZE
@@ -145,7 +146,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         image = await asyncio.to_thread(stored_image, self._store.for_tenant(caller.tenant), data,
                                         header.content_type, sha256, pixels.shape)
         await self._audit(AuditRecord(
-            tenant=caller.tenant, actor=caller.actor, action="image.upload", target=image.key,
+            tenant=caller.tenant, actor=caller.actor, action=IMAGE_UPLOAD, target=image.key,
             outcome="ok", input_sha256=sha256,
             detail={"size": image.size, "width": image.width, "height": image.height,
                     "subject_id": header.subject_id[:256]}))

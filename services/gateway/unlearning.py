@@ -129,9 +129,10 @@ class UnlearningDispatcher:
         return deleted
 
     def _delete_unless_uploaded_again(self, due: DueOriginal) -> bool:
-        """Uploads are content-addressed: the same bytes uploaded after the sessions finished are
-        a new upload of the owner's, which this policy must not take away (its own sessions will
-        make it due again). Returns whether the object was deleted."""
+        """Delete the original unless it was written after its sessions finished: the same bytes
+        uploaded again are the owner's new upload (see Retention.originals_due, which leaves out
+        the uploads the gateway recorded; this also covers a write the audit log has not seen
+        yet, to the store's one-second resolution). Returns whether the object was deleted."""
         store = self._store.for_tenant(due.tenant)
         try:
             written = store.stat(due.original.key).last_modified

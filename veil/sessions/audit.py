@@ -29,6 +29,11 @@ MAX_DETAIL_STRING = 1024
 _SCALARS = (str, int, float, bool, type(None))
 
 
+# The action of an image upload, whose target is the object's key: retention reads it (an
+# original uploaded again after its sessions finished is the owner's new upload, kept).
+IMAGE_UPLOAD = "image.upload"
+
+
 @dataclasses.dataclass(frozen=True)
 class AuditRecord:
     tenant: str

@@ -36,7 +36,7 @@ from veil.config import env_field
 from veil.db import Database
 from veil.errors import FailedPrecondition, InvalidArgument, NotFound
 from veil.sessions import tables as t
-from veil.sessions.audit import AuditLog, AuditRecord
+from veil.sessions.audit import IMAGE_UPLOAD, AuditLog, AuditRecord
 from veil.sessions.models import ReleaseState, SessionState, StoredObject, require_id
 from veil.sessions.rows import Clock, as_utc, load_session, utcnow
 
@@ -252,11 +252,16 @@ class Retention:
                    sa.and_(other.c.state == SessionState.ACCEPTED.value,
                            ~sa.exists().where(other_rel.c.session_id == other.c.session_id,
                                               self._finished_condition(other, other_rel)))))
+        # Uploads are content-addressed: the same bytes uploaded after the sessions finished are
+        # a new upload of the owner's, which this policy must not take away.
+        log = t.audit_log
+        uploaded_again = sa.exists().where(log.c.tenant == s.c.tenant, log.c.target == s.c.original_key,
+                                           log.c.action == IMAGE_UPLOAD, log.c.at > last_update)
         query = (sa.select(s.c.tenant, s.c.original_key, s.c.original, s.c.session_id,
                            last_update.label("finished_at"))
                  .join(rel, rel.c.session_id == s.c.session_id)
                  .where(s.c.original_deleted_at.is_(None), finished, last_update <= cutoff,
-                        ~blocker)
+                        ~blocker, ~uploaded_again)
                  .order_by(s.c.tenant, s.c.original_key, s.c.session_id))
         due: dict[tuple[str, str], DueOriginal] = {}
         with self._db.read() as conn:

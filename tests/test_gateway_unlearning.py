@@ -8,14 +8,18 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Iterator
 
-from fixtures_db import open_session
+import pytest
+
+from fixtures_db import migrated, open_session
 from fixtures_store import free_port
 
 from services.gateway.unlearner import UnlearnerClient
 from services.gateway.unlearning import UnlearningDispatcher
+from veil.db import Database, DatabaseConfig
 from veil.rpc import ChannelConfig, open_channel
-from veil.sessions import AuditRecord, UnlearningStatus
+from veil.sessions import AuditRecord, GatewayState, UnlearningStatus
 from veil.sessions.audit import IMAGE_UPLOAD
 from veil.store import open_store
 
@@ -49,9 +53,17 @@ def test_a_batch_waits_for_an_unreachable_unlearner_and_the_original_is_kept(
     assert state.sessions.get_session(tenant, session.session_id).original_deleted_at is None
 
 
+@pytest.fixture
+def own_state(make_pg_database) -> Iterator[GatewayState]:
+    """A database of this test's own: no gateway process's retention loop acts on its rows."""
+    state = GatewayState(Database.from_config(DatabaseConfig(url=migrated(make_pg_database()))))
+    yield state
+    state.close()
+
+
 def test_retention_keeps_an_original_uploaded_again_after_its_session_finished(
-        gateway_state, services_store, new_tenant):
-    state, tenant = gateway_state, new_tenant()
+        own_state, services_store, new_tenant):
+    state, tenant = own_state, new_tenant()
     store = open_store(services_store).for_tenant(tenant)
     keys = {name: f"uploads/{name}-{uuid.uuid4().hex}.png" for name in ("recorded", "written", "once")}
     for key in keys.values():

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 from google.protobuf.json_format import ParseDict
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from veil.ledger import events_to_json
+from veil.rpc.convert import timestamp
 from veil.sessions import (
     AcceptResult,
     FeedbackKind,
@@ -21,6 +20,7 @@ from veil.sessions import (
     SessionState,
     StoredObject,
 )
+from veil.store import object_ref
 from veil.v1 import common_pb2, gateway_pb2
 
 UrlFor = Callable[[StoredObject], str]
@@ -38,19 +38,6 @@ STATE_TO_PROTO = {
     SessionState.CLOSED: gateway_pb2.SESSION_STATE_CLOSED,
     SessionState.FAILED: gateway_pb2.SESSION_STATE_FAILED,
 }
-
-
-def timestamp(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
-def object_ref(obj: StoredObject) -> common_pb2.ObjectRef:
-    return common_pb2.ObjectRef(bucket=obj.bucket, key=obj.key, sha256=obj.sha256, size=obj.size,
-                                content_type=obj.content_type)
 
 
 def image_ref(obj: StoredObject, url_for: UrlFor) -> common_pb2.ImageRef:

@@ -64,7 +64,7 @@ def test_twenty_concurrent_accepts_on_two_gateways_charge_exactly_what_the_cap_a
                                                   epsilon={"Male": 1.0}, candidates=1)
         for i in range(20)])
     assert all(isinstance(s, gateway_pb2.Session) for s in sessions), sessions
-    before = sum(g.metric("veil_ledger_refusals_total") for g in gateways)
+    before = sum(g.metric("veil_gateway_ledger_refusals_total") for g in gateways)
 
     outcomes = all_at_once([
         lambda i=i: clients[i % 2].feedback(sessions[i].session_id, "accept", candidate=0)
@@ -86,7 +86,7 @@ def test_twenty_concurrent_accepts_on_two_gateways_charge_exactly_what_the_cap_a
         state = clients[0].get_session(session.session_id).state
         expected = "ACCEPTED" if session.session_id in charged else "ACTIVE"
         assert gateway_pb2.SessionState.Name(state) == f"SESSION_STATE_{expected}"
-    assert sum(g.metric("veil_ledger_refusals_total") for g in gateways) - before == 15
+    assert sum(g.metric("veil_gateway_ledger_refusals_total") for g in gateways) - before == 15
     for client in clients:
         client.close()
 

@@ -6,7 +6,8 @@ releases, and the unlearning requests they cause (veil.v1.Gateway).
 Modules: config (environment), auth (caller token -> tenant), anonymizer and unlearner (clients
 of the other two services), rounds (generating a round of candidates), releases (publication and
 its crash recovery), unlearning (the dispatcher of unlearning batches and the retention of
-originals), recovery (the background loop that finishes work a dead replica left), convert
-(records <-> messages), servicer (the RPCs), metrics. All state is in SQL (veil.sessions), so
-replicas share nothing in memory.
+originals), recovery (the background loop that finishes work a dead replica left), workflow
+(the session state machine, uploads and downloads, without gRPC), idempotency (request ids),
+convert (records <-> messages), servicer (the RPCs: convert and delegate), metrics. All state
+is in SQL (veil.sessions), so replicas share nothing in memory.
 """

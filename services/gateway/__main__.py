@@ -19,12 +19,14 @@ from services.gateway.anonymizer import AnonymizerClient
 from services.gateway.auth import AuthInterceptor, TenantTokens
 from services.gateway.config import GRPC_ADDRESS, METRICS_PORT, GatewayConfig
 from services.gateway.events import SessionEvents
+from services.gateway.idempotency import ResponseOnce
 from services.gateway.recovery import Recovery
 from services.gateway.releases import ReleasePublisher
 from services.gateway.rounds import RoundGenerator
 from services.gateway.servicer import GatewayServicer
 from services.gateway.unlearner import UnlearnerClient
 from services.gateway.unlearning import UnlearningDispatcher
+from services.gateway.workflow import SessionWorkflow
 from veil.config import from_env
 from veil.db import DatabaseConfig, schema_state
 from veil.errors import ConfigError
@@ -75,7 +77,8 @@ async def main() -> None:
     events = SessionEvents()
     rounds = RoundGenerator(state, anonymizer, store, events)
     publisher = ReleasePublisher(state, store)
-    servicer = GatewayServicer(state, store, anonymizer, unlearner, rounds, publisher, events, config)
+    workflow = SessionWorkflow(state, store, anonymizer, unlearner, rounds, publisher, events, config)
+    servicer = GatewayServicer(workflow, ResponseOnce(state.idempotency), config.max_upload_bytes)
     server = VeilServer(server_config, [(gateway_pb2_grpc.add_GatewayServicer_to_server, servicer)],
                         interceptors=[AuthInterceptor(tokens)])
     await server.start()

@@ -17,6 +17,7 @@ from veil.errors import InvalidArgument, VeilError
 from veil.ledger.messages import MECHANISM_TO_PROTO, receipt_spend
 from veil.rpc import outgoing_metadata
 from veil.sessions import Candidate, PrivacySettings, StoredObject
+from veil.store import object_ref
 from veil.v1 import anonymizer_pb2, anonymizer_pb2_grpc, common_pb2
 
 MODEL_INFO_TTL_SECONDS = 30.0
@@ -88,9 +89,7 @@ class AnonymizerClient:
     async def generate(self, request: RoundRequest, on_progress: ProgressFn) -> list[Candidate]:
         """The round's candidates, in index order; progress events go to `on_progress`."""
         message = anonymizer_pb2.AnonymizeRequest(
-            images=[common_pb2.ObjectRef(bucket=request.original.bucket, key=request.original.key,
-                                         sha256=request.original.sha256, size=request.original.size,
-                                         content_type=request.original.content_type)],
+            images=[object_ref(request.original)],
             protect=list(request.protect), privacy=privacy_setting(request.settings),
             candidates=request.candidates, seed=request.seed, output_prefix=request.output_prefix,
             subject_id=request.subject_id)

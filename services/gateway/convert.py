@@ -1,29 +1,29 @@
-"""veil.sessions records -> veil.v1 gateway messages (the only place that builds them)."""
+"""veil.v1 gateway messages <-> the workflow's and veil.sessions' records (the only place that
+builds the messages)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from google.protobuf.json_format import ParseDict
-from google.protobuf.timestamp_pb2 import Timestamp
 
+from services.gateway.workflow import (Answer, Answered, NewSession, Release, RoundEvent,
+                                       SessionView, UrlFor)
+from veil.errors import InvalidArgument
 from veil.ledger import events_to_json
+from veil.rpc.convert import timestamp
 from veil.sessions import (
-    AcceptResult,
     FeedbackKind,
     LedgerEntryRecord,
     LedgerSummary,
     RoundRecord,
-    SessionRecord,
     SessionState,
     StoredObject,
 )
+from veil.store import from_object_ref, object_ref
 from veil.v1 import common_pb2, gateway_pb2
-
-UrlFor = Callable[[StoredObject], str]
 
 FEEDBACK_FROM_PROTO = {
     gateway_pb2.FEEDBACK_KIND_MORE_PRIVACY: FeedbackKind.MORE_PRIVACY,
@@ -38,19 +38,6 @@ STATE_TO_PROTO = {
     SessionState.CLOSED: gateway_pb2.SESSION_STATE_CLOSED,
     SessionState.FAILED: gateway_pb2.SESSION_STATE_FAILED,
 }
-
-
-def timestamp(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
-def object_ref(obj: StoredObject) -> common_pb2.ObjectRef:
-    return common_pb2.ObjectRef(bucket=obj.bucket, key=obj.key, sha256=obj.sha256, size=obj.size,
-                                content_type=obj.content_type)
 
 
 def image_ref(obj: StoredObject, url_for: UrlFor) -> common_pb2.ImageRef:
@@ -82,18 +69,17 @@ def ledger_summary(summary: LedgerSummary) -> gateway_pb2.LedgerSummary:
                                      cap=summary.cap, remaining=summary.remaining)
 
 
-def release_message(result: AcceptResult, accepted_round: RoundRecord,
-                    url_for: UrlFor) -> gateway_pb2.Release:
-    release = result.release
-    candidate = accepted_round.candidates[release.candidate_index]
+def release_message(release: Release, url_for: UrlFor) -> gateway_pb2.Release:
+    result = release.result
+    candidate = release.accepted_round.candidates[result.release.candidate_index]
     return gateway_pb2.Release(
-        image=image_ref(release.target, url_for), receipt=receipt(candidate.receipt),
+        image=image_ref(result.release.target, url_for), receipt=receipt(candidate.receipt),
         charged_epsilon=result.charge.entry.epsilon, ledger=ledger_summary(result.charge.summary),
         unlearning_request_ids=list(result.unlearning_request_ids))
 
 
-def session_message(session: SessionRecord, latest: RoundRecord | None,
-                    release: gateway_pb2.Release | None, url_for: UrlFor) -> gateway_pb2.Session:
+def session_message(view: SessionView, url_for: UrlFor) -> gateway_pb2.Session:
+    session = view.session
     message = gateway_pb2.Session(
         session_id=session.session_id, subject_id=session.subject_id,
         state=STATE_TO_PROTO[session.state], protect=list(session.protect),
@@ -101,11 +87,48 @@ def session_message(session: SessionRecord, latest: RoundRecord | None,
         created_at=timestamp(session.created_at))
     if session.original_deleted_at is not None:
         message.original.url = ""  # retention deleted it
-    if latest is not None:
-        message.latest_round.CopyFrom(round_message(latest, url_for))
-    if release is not None:
-        message.release.CopyFrom(release)
+    if view.latest_round is not None:
+        message.latest_round.CopyFrom(round_message(view.latest_round, url_for))
+    if view.release is not None:
+        message.release.CopyFrom(release_message(view.release, url_for))
     return message
+
+
+def feedback_response(answered: Answered, url_for: UrlFor) -> gateway_pb2.FeedbackResponse:
+    """The next round, or (ACCEPT) the release."""
+    response = gateway_pb2.FeedbackResponse(session=session_message(answered.view, url_for))
+    if answered.next_round is not None:
+        response.round.CopyFrom(round_message(answered.next_round, url_for))
+    else:
+        response.release.CopyFrom(response.session.release)
+    return response
+
+
+def round_event(event: RoundEvent, url_for: UrlFor) -> gateway_pb2.RoundEvent:
+    if isinstance(event, RoundRecord):
+        return gateway_pb2.RoundEvent(round=round_message(event, url_for))
+    if isinstance(event, common_pb2.Progress):
+        return gateway_pb2.RoundEvent(progress=event)
+    return gateway_pb2.RoundEvent(session_ended=session_message(event, url_for))
+
+
+def new_session(request: gateway_pb2.CreateSessionRequest, bucket: str) -> NewSession:
+    has_image = request.HasField("image") and bool(request.image.key)
+    return NewSession(
+        subject_id=request.subject_id,
+        image=from_object_ref(request.image, bucket) if has_image else None,
+        protect=tuple(request.protect),
+        privacy=request.privacy if request.HasField("privacy") else None,
+        candidates=request.candidates, seed=request.seed, request_id=request.request_id)
+
+
+def answer(request: gateway_pb2.FeedbackRequest) -> Answer:
+    kind = FEEDBACK_FROM_PROTO.get(request.kind)
+    if kind is None:
+        raise InvalidArgument("feedback kind must be MORE_PRIVACY, LESS_PRIVACY, ACCEPT or "
+                              "SET_EPSILON")
+    return Answer(session_id=request.session_id, kind=kind, candidate=request.candidate,
+                  epsilon=dict(request.epsilon) or None, request_id=request.request_id)
 
 
 def ledger_message(subject_id: str, summary: LedgerSummary,

@@ -17,7 +17,7 @@ RELEASE_EPSILON = Histogram(
     "veil_gateway_release_epsilon", "Plain-sum epsilon charged per release (its _sum is the "
     "total epsilon charged)", buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128))
 LEDGER_REFUSALS = Counter(
-    "veil_ledger_refusals_total",
+    "veil_gateway_ledger_refusals_total",
     "Releases refused because a subject's composed epsilon would pass VEIL_LEDGER_CAP")
 ROUND_SECONDS = Histogram(
     "veil_gateway_round_seconds", "Generating one round: the anonymizer call and storing the round",

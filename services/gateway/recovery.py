@@ -7,7 +7,7 @@
   answered without a successor) get it, once they have been untouched for longer than an
   anonymizer call may take: a live replica's generation has finished or failed by then.
 
-A retried request reaches the same work earlier through its request id (see servicer).
+A retried request reaches the same work earlier through its request id (see workflow).
 """
 
 from __future__ import annotations

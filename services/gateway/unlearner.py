@@ -8,8 +8,9 @@ import grpc
 
 from services.gateway.downstream import downstream_error
 from veil.rpc import outgoing_metadata
-from veil.sessions import StoredObject, UnlearningBatch
-from veil.v1 import common_pb2, unlearner_pb2, unlearner_pb2_grpc
+from veil.sessions import UnlearningBatch
+from veil.store import object_ref
+from veil.v1 import unlearner_pb2, unlearner_pb2_grpc
 
 METHODS = {
     "default": unlearner_pb2.UNLEARN_METHOD_UNSPECIFIED,
@@ -18,11 +19,6 @@ METHODS = {
     "fine_tune": unlearner_pb2.UNLEARN_METHOD_FINE_TUNE,
     "retrain": unlearner_pb2.UNLEARN_METHOD_RETRAIN,
 }
-
-
-def object_ref(obj: StoredObject) -> common_pb2.ObjectRef:
-    return common_pb2.ObjectRef(bucket=obj.bucket, key=obj.key, sha256=obj.sha256, size=obj.size,
-                                content_type=obj.content_type)
 
 
 class UnlearnerClient:

@@ -19,7 +19,7 @@ import grpc
 from services.unlearner.config import UnlearnerConfig
 from services.unlearner.jobs import JobRunner
 from services.unlearner.jobstore import JobKind, JobRecord, JobStore, NewJob
-from services.unlearner.messages import (job_message, method_name, replacement_pairs,
+from services.unlearner.convert import (job_message, method_name, replacement_pairs,
                                          unlearn_params, version_message)
 from services.unlearner.specs import TrainSpec, UnlearnSpec
 from veil.errors import InvalidArgument

@@ -12,12 +12,12 @@ The store is synchronous; async code calls it through asyncio.to_thread.
 
 from veil.store.base import DEFAULT_CONTENT_TYPE, ObjectInfo, ObjectStore
 from veil.store.config import StoreConfig, open_store
+from veil.store.convert import from_object_ref, object_ref, to_object_ref
 from veil.store.keys import validate_key, validate_tenant_id
 from veil.store.local import LocalStore
-from veil.store.refs import from_object_ref, to_object_ref
 from veil.store.tenant import TenantStore
 
 __all__ = [
     "DEFAULT_CONTENT_TYPE", "LocalStore", "ObjectInfo", "ObjectStore", "StoreConfig", "TenantStore",
-    "from_object_ref", "open_store", "to_object_ref", "validate_key", "validate_tenant_id",
+    "from_object_ref", "object_ref", "open_store", "to_object_ref", "validate_key", "validate_tenant_id",
 ]

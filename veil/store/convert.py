@@ -1,4 +1,5 @@
-"""Conversions between ObjectInfo and the veil.v1.ObjectRef message (the only place that does it).
+"""Conversions between stored objects and the veil.v1.ObjectRef message (the only place that
+does it).
 
 ObjectRef.key is relative to the caller's tenant prefix: convert with the tenant's view of the
 store (`store.for_tenant(t)`), whose keys are already relative.
@@ -6,10 +7,32 @@ store (`store.for_tenant(t)`), whose keys are already relative.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from veil.errors import InvalidArgument
 from veil.store.base import DEFAULT_CONTENT_TYPE, ObjectInfo
 from veil.store.keys import validate_content_type, validate_key, validate_sha256
 from veil.v1 import common_pb2
+
+
+class StoredRef(Protocol):
+    """A stored object as a service's records name it (e.g. veil.sessions.StoredObject)."""
+
+    @property
+    def bucket(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def content_type(self) -> str: ...
+
+
+def object_ref(obj: StoredRef) -> common_pb2.ObjectRef:
+    return common_pb2.ObjectRef(bucket=obj.bucket, key=obj.key, sha256=obj.sha256, size=obj.size,
+                                content_type=obj.content_type)
 
 
 def to_object_ref(info: ObjectInfo, bucket: str) -> common_pb2.ObjectRef:

@@ -6,10 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from services.unlearner.jobstore import JobRecord, JobState
 from veil.errors import InvalidArgument
+from veil.rpc.convert import timestamp
 from veil.store import from_object_ref
 from veil.unlearning.manifest import ObjectRef, ReplacementPair
 from veil.unlearning.params import UnlearnParams
@@ -30,12 +29,6 @@ JOB_STATES = {
 }
 
 
-def timestamp(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def method_name(method: int, default: str) -> str:
     """The library's name of an UnlearnMethod; UNSPECIFIED is `default`."""
     if method == unlearner_pb2.UNLEARN_METHOD_UNSPECIFIED:
@@ -53,7 +46,7 @@ def unlearn_params(message: unlearner_pb2.UnlearnParams) -> UnlearnParams:
     return UnlearnParams(**{name: value for name, value in given.items() if value})
 
 
-def object_ref(message: common_pb2.ObjectRef, bucket: str, where: str) -> ObjectRef:
+def pinned_ref(message: common_pb2.ObjectRef, bucket: str, where: str) -> ObjectRef:
     """A pinned object of the caller's tenant (the sha256 is required)."""
     try:
         info = from_object_ref(message, bucket)
@@ -68,8 +61,8 @@ def replacement_pairs(messages: Sequence[unlearner_pb2.ReplacementPair],
                       bucket: str) -> tuple[ReplacementPair, ...]:
     if not messages:
         raise InvalidArgument("no replacement pairs")
-    return tuple(ReplacementPair(object_ref(p.original, bucket, f"pairs[{i}].original"),
-                                 object_ref(p.replacement, bucket, f"pairs[{i}].replacement"),
+    return tuple(ReplacementPair(pinned_ref(p.original, bucket, f"pairs[{i}].original"),
+                                 pinned_ref(p.replacement, bucket, f"pairs[{i}].replacement"),
                                  p.session_id)
                  for i, p in enumerate(messages))
 

@@ -2,8 +2,12 @@
 release to run, on what bounds), the ledger (which dp-accounting event a release composes as, at
 which parameter) and the protobuf conversion (which enum value names it).
 
-Adding a mechanism: a `Mechanism` member, its value in protos/veil/v1/common.proto's enum, its
-entry in MECHANISMS and its release function in veil.diffusion.mechanisms (DESIGN section 4).
+Adding a mechanism: a `Mechanism` member, its value in protos/veil/v1/common.proto's enum (then
+`make proto`), its entry in MECHANISMS and its release function in veil.diffusion.mechanisms
+(DESIGN section 4). An attribute mechanism's release takes (logits, eps, entry, generator) and
+returns the released values; clients, the CLI, ModelInfo, the gateway's checks and the ledger
+read the registry. Only an event dp-accounting's PLD accountant cannot compose under REPLACE_ONE
+needs veil.ledger.accountant too (as Laplace does).
 
 Conventions (all under the REPLACE_ONE neighbouring relation: one subject's value is replaced by
 any other value):

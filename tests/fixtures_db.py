@@ -16,8 +16,9 @@ import pytest
 import sqlalchemy as sa
 
 from veil.db import Database, DatabaseConfig, create_engine, migrate
-from veil.ledger import AttributeSpend, IdentitySpend, Mechanism, ReleaseSpend
-from veil.sessions import Candidate, GatewayState, PrivacySettings, StoredObject
+from veil.ledger import AttributeSpend, IdentitySpend, ReleaseSpend
+from veil.privacy import Mechanism, PrivacySettings
+from veil.sessions import Candidate, GatewayState, StoredObject
 from veil.sessions.state import SERVICE
 
 POSTGRES_URL = os.environ.get("VEIL_TEST_POSTGRES_URL",
@@ -98,7 +99,7 @@ def stored(key: str) -> StoredObject:
 
 def settings_for(protect: tuple[str, ...] = ("Male",), eps: float = 1.0,
                  identity: float = 0.0) -> PrivacySettings:
-    return PrivacySettings(attribute_epsilon={a: eps for a in protect}, identity_epsilon=identity,
+    return PrivacySettings(attribute_epsilon={a: eps for a in protect}, identity_epsilon=identity or None,
                            rho=0.0, level=-1)
 
 

@@ -29,11 +29,11 @@ from services.anonymizer.app import AnonymizerApp, start
 from services.anonymizer.config import AnonymizerConfig
 from services.anonymizer.servicer import AnonymizerServicer
 from veil.data import load_celeba
+from veil.diffusion.convert import receipt_from_proto
 from veil.diffusion.loading import upload_model
-from veil.diffusion.messages import receipt_from_proto
 from veil.errors import ConfigError
 from veil.images import decode_image, encode_png
-from veil.ledger import Mechanism
+from veil.privacy import Mechanism
 from veil.rpc import ServerConfig, VeilServer
 from veil.store import LocalStore, ObjectStore, StoreConfig
 from veil.store.s3 import S3Store
@@ -383,8 +383,8 @@ def test_bad_inputs_get_their_codes_and_the_service_keeps_serving(local, faces: 
                     attribute_epsilon={"Male": 1.0}, identity_epsilon=math.nan))), Code.INVALID_ARGUMENT, "identity"),
                 (req(privacy=common_pb2.PrivacySetting(level=11)), Code.INVALID_ARGUMENT,
                  "privacy level must be an integer in 0..10"),
-                (req(candidates=0), Code.INVALID_ARGUMENT, "candidates must be in 1..8"),
-                (req(candidates=9), Code.INVALID_ARGUMENT, "candidates must be in 1..8"),
+                (req(candidates=0), Code.INVALID_ARGUMENT, "candidates must be an integer in 1..8"),
+                (req(candidates=9), Code.INVALID_ARGUMENT, "candidates must be an integer in 1..8"),
                 (req(images=[]), Code.INVALID_ARGUMENT, "1..4 images"),
                 (req(images=[ref] * 5), Code.INVALID_ARGUMENT, "1..4 images"),
                 (req(output_prefix=""), Code.INVALID_ARGUMENT, "output_prefix is required"),

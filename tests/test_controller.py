@@ -111,7 +111,8 @@ def test_validate_budget_and_config():
 def test_plan_next_round_uses_the_session_history():
     from datetime import UTC, datetime
 
-    from veil.sessions import PrivacySettings, RoundRecord
+    from veil.privacy import PrivacySettings
+    from veil.sessions import RoundRecord
 
     def round_(number, eps, feedback):
         settings = PrivacySettings({"Male": eps}, eps / 2, 0.25, 3 if number == 1 else -1)

@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 
 from veil.data import load_celeba
-from veil.diffusion.anonymize import Anonymizer, Budget, to_tensor, to_uint8
-from veil.diffusion.levels import IDENTITY_DELTA
+from veil.diffusion.anonymize import Anonymizer, to_tensor, to_uint8
 from veil.diffusion.pipeline import DiffusionAutoencoder
 from veil.errors import InvalidArgument
-from veil.ledger import Mechanism
+from veil.privacy import IDENTITY_DELTA, Mechanism, PrivacySettings
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +27,7 @@ def faces(tiny_faces: Path) -> list[np.ndarray]:
 
 def test_candidates_shapes_and_receipts(anonymizer: Anonymizer, faces: list[np.ndarray]) -> None:
     names = anonymizer.model.attribute_names
-    budget = Budget.explicit(["Male"], names, {"Male": 1.0}, identity_epsilon=8.0, rho=0.3)
+    budget = PrivacySettings.explicit(["Male"], names, {"Male": 1.0}, identity_epsilon=8.0, rho=0.3)
     out = anonymizer.anonymize(faces, budget, candidates=3, seed=11)
     assert [len(row) for row in out] == [3, 3, 3]
     item = out[1][2]
@@ -48,7 +47,7 @@ def test_candidates_shapes_and_receipts(anonymizer: Anonymizer, faces: list[np.n
 
 
 def test_same_seed_same_release(anonymizer: Anonymizer, faces: list[np.ndarray]) -> None:
-    budget = Budget.from_level(7, ["Male", "Smiling"], anonymizer.model.attribute_names)
+    budget = PrivacySettings.from_level(7, ["Male", "Smiling"], anonymizer.model.attribute_names)
     a = anonymizer.anonymize(faces, budget, candidates=2, seed=5)
     b = anonymizer.anonymize(faces, budget, candidates=2, seed=5)
     c = anonymizer.anonymize(faces, budget, candidates=2, seed=6)
@@ -63,8 +62,8 @@ def test_plans_of_different_budgets_decode_together(anonymizer: Anonymizer, face
     """Micro-batching: two requests decoded in one batch give what each gives alone."""
     names = anonymizer.model.attribute_names
     prepared = anonymizer.prepare(faces)
-    first = anonymizer.plan(prepared.select(0, 1), Budget.from_level(3, ["Young"], names), 2, seed=1)
-    second = anonymizer.plan(prepared.select(1, 3), Budget.explicit(["Male"], names, {"Male": 0.5}), 1, seed=2)
+    first = anonymizer.plan(prepared.select(0, 1), PrivacySettings.from_level(3, ["Young"], names), 2, seed=1)
+    second = anonymizer.plan(prepared.select(1, 3), PrivacySettings.explicit(["Male"], names, {"Male": 0.5}), 1, seed=2)
     together = anonymizer.decode([first, second])
     alone = [anonymizer.decode([first])[0], anonymizer.decode([second])[0]]
     for got, want in zip(together, alone):
@@ -74,7 +73,7 @@ def test_plans_of_different_budgets_decode_together(anonymizer: Anonymizer, face
 
 
 def test_level_zero_spends_nothing(anonymizer: Anonymizer, faces: list[np.ndarray]) -> None:
-    out = anonymizer.anonymize(faces[:1], Budget.from_level(0, ["Male"], anonymizer.model.attribute_names), seed=1)
+    out = anonymizer.anonymize(faces[:1], PrivacySettings.from_level(0, ["Male"], anonymizer.model.attribute_names), seed=1)
     assert out[0][0].receipt.attributes == () and out[0][0].receipt.spend() is None
 
 
@@ -83,8 +82,8 @@ def test_level_zero_reconstructs_without_guidance_beside_guided_plans(anonymizer
     model, names = anonymizer.model, anonymizer.model.attribute_names
     guided = Anonymizer(model, dataclasses.replace(model.card.sampling, guidance=4.0, guidance_base="null"))
     prepared = guided.prepare(faces)
-    level0 = guided.plan(prepared, Budget.from_level(0, ["Male"], names), seed=1)
-    flipped = guided.plan(prepared, Budget.explicit(["Male"], names, {"Male": 0.01}), seed=1)
+    level0 = guided.plan(prepared, PrivacySettings.from_level(0, ["Male"], names), seed=1)
+    flipped = guided.plan(prepared, PrivacySettings.explicit(["Male"], names, {"Male": 0.01}), seed=1)
     mixed = guided.decode([level0, flipped])  # one batch holds both plans' rows
     want = to_uint8(model.reconstruct(to_tensor(faces, 16), guided.sampling))
     for got, expected in zip(mixed[0], want):
@@ -95,7 +94,7 @@ def test_level_zero_reconstructs_without_guidance_beside_guided_plans(anonymizer
 
 
 def test_input_errors(anonymizer: Anonymizer, faces: list[np.ndarray]) -> None:
-    budget = Budget.from_level(2, [], anonymizer.model.attribute_names)
+    budget = PrivacySettings.from_level(2, [], anonymizer.model.attribute_names)
     with pytest.raises(InvalidArgument, match=r"image 0: expected uint8 RGB of 16x16x3, got \(32, 32, 3\)"):
         anonymizer.anonymize([np.zeros((32, 32, 3), np.uint8)], budget)
     with pytest.raises(InvalidArgument, match="candidates must be an integer in 1..8"):

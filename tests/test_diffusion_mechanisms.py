@@ -7,11 +7,10 @@ import math
 import pytest
 import torch
 
-from veil.diffusion.anonymize import Budget
-from veil.diffusion.levels import LEVELS, privacy_level
 from veil.diffusion.mechanisms import (calibrate_identity, gaussian_identity_release, keep_probability,
                                        laplace_release, randomized_response, resample_start)
 from veil.errors import InvalidArgument
+from veil.privacy import LEVELS, PrivacySettings, privacy_level
 
 NAMES = ["Male", "Young", "Smiling", "No_Beard"]
 BAD_EPS = [0.0, -1.0, math.nan, math.inf]
@@ -84,24 +83,24 @@ def test_invalid_epsilon_is_refused_everywhere(eps: float) -> None:
     with pytest.raises(InvalidArgument, match="epsilon must be"):
         calibrate_identity(eps, 1e-5, 1.0)
     with pytest.raises(InvalidArgument, match="Male: epsilon must be"):
-        Budget.explicit(["Male"], NAMES, {"Male": eps})
+        PrivacySettings.explicit(["Male"], NAMES, {"Male": eps})
     with pytest.raises(InvalidArgument, match="identity: epsilon must be"):
-        Budget.explicit([], NAMES, {}, identity_epsilon=eps)
+        PrivacySettings.explicit([], NAMES, {}, identity_epsilon=eps)
 
 
 def test_budget_checks() -> None:
     with pytest.raises(InvalidArgument, match="unknown attribute.*'Mail'.*Male"):
-        Budget.from_level(3, ["Mail"], NAMES)
+        PrivacySettings.from_level(3, ["Mail"], NAMES)
     with pytest.raises(InvalidArgument, match="privacy level must be an integer in 0..10"):
-        Budget.from_level(11, [], NAMES)
+        PrivacySettings.from_level(11, [], NAMES)
     with pytest.raises(InvalidArgument, match="no epsilon given for protected attribute.*Young"):
-        Budget.explicit(["Male", "Young"], NAMES, {"Male": 1.0})
+        PrivacySettings.explicit(["Male", "Young"], NAMES, {"Male": 1.0})
     with pytest.raises(InvalidArgument, match="not protected: Smiling"):
-        Budget.explicit(["Male"], NAMES, {"Male": 1.0, "Smiling": 1.0})
+        PrivacySettings.explicit(["Male"], NAMES, {"Male": 1.0, "Smiling": 1.0})
     with pytest.raises(InvalidArgument, match="gaussian is for identity"):
-        Budget.explicit(["Male"], NAMES, {"Male": 1.0}, mechanism="gaussian")
+        PrivacySettings.explicit(["Male"], NAMES, {"Male": 1.0}, mechanism="gaussian")
     with pytest.raises(InvalidArgument, match="listed twice"):
-        Budget.from_level(2, ["Male", "Male"], NAMES)
+        PrivacySettings.from_level(2, ["Male", "Male"], NAMES)
 
 
 def test_level_table_is_monotone() -> None:

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from veil.diffusion.anonymize import Anonymizer, Budget
+from veil.diffusion.anonymize import Anonymizer
 from veil.diffusion.onnx import ONNX_FILE, PARITY_ATOL, OnnxDenoiser
 from veil.diffusion.pipeline import DiffusionAutoencoder, TorchDenoiser
+from veil.privacy import PrivacySettings
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def test_pipeline_on_onnx_gives_the_torch_images(tiny_model_dir: Path, tiny_face
     torch_model = DiffusionAutoencoder.from_pretrained(tiny_model_dir)
     onnx_model = DiffusionAutoencoder.from_pretrained(tiny_model_dir)
     onnx_model.use_onnxruntime(tmp_path)
-    budget = Budget.explicit(["Male"], torch_model.attribute_names, {"Male": 1.0})
+    budget = PrivacySettings.explicit(["Male"], torch_model.attribute_names, {"Male": 1.0})
     a = Anonymizer(torch_model).anonymize(faces, budget, candidates=2, seed=3)
     b = Anonymizer(onnx_model).anonymize(faces, budget, candidates=2, seed=3)
     for ra, rb in zip(a, b):

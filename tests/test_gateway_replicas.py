@@ -15,7 +15,8 @@ from fixtures_services import failure, wait_for
 from fixtures_store import free_port
 
 from veil.db import Database, DatabaseConfig
-from veil.ledger import AttributeSpend, Mechanism, compose
+from veil.ledger import AttributeSpend, compose
+from veil.privacy import Mechanism
 from veil.sessions import ControllerConfig, FeedbackKind, GatewayState, plan_next_round
 from veil.sessions.rows import utcnow
 from veil.store import open_store

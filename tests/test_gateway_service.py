@@ -21,7 +21,7 @@ from fixtures_services import TOKENS, failure, wait_for
 from google.protobuf.message import Message
 
 from veil.images import encode_png
-from veil.ledger import randomized_response_noise_parameter
+from veil.privacy.mechanisms import randomized_response_noise_parameter
 from veil.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 
 Code = grpc.StatusCode

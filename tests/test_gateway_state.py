@@ -11,11 +11,11 @@ from fixtures_db import candidates_for, open_session, settings_for, sha256_of, s
 from veil.db import Database, DatabaseConfig
 from veil.errors import Aborted, ConfigError, FailedPrecondition, InvalidArgument, NotFound
 from veil.ledger import AttributeSpend, LedgerConfig, ReleaseSpend, compose
+from veil.privacy import PrivacySettings
 from veil.sessions import (
     AuditRecord,
     FeedbackKind,
     GatewayState,
-    PrivacySettings,
     ReleaseState,
     Replay,
     SessionState,

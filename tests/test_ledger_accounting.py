@@ -13,14 +13,14 @@ from veil.ledger import (
     AttributeSpend,
     IdentitySpend,
     LedgerEvent,
-    Mechanism,
     ReleaseSpend,
     calibrate_gaussian_noise_multiplier,
     compose,
     events_from_json,
     events_to_json,
-    randomized_response_noise_parameter,
 )
+from veil.privacy import Mechanism
+from veil.privacy.mechanisms import randomized_response_noise_parameter
 
 DELTA = 1e-6
 GRID = 1e-3

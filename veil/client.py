@@ -32,6 +32,8 @@ import grpc
 
 from veil.config import env_field, from_env
 from veil.errors import DataLoss, InvalidArgument
+from veil.privacy import ATTRIBUTE_MECHANISMS
+from veil.privacy.convert import mechanism_to_proto
 from veil.rpc import ChannelConfig, open_sync_channel
 from veil.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 
@@ -42,8 +44,7 @@ FEEDBACK_KINDS = {
     "accept": gateway_pb2.FEEDBACK_KIND_ACCEPT,
     "eps": gateway_pb2.FEEDBACK_KIND_SET_EPSILON,
 }
-MECHANISMS = {"randomized_response": common_pb2.MECHANISM_RANDOMIZED_RESPONSE,
-              "laplace": common_pb2.MECHANISM_LAPLACE}
+MECHANISMS = {m.value: mechanism_to_proto(m) for m in ATTRIBUTE_MECHANISMS}
 _MAGIC = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
 
 

@@ -21,12 +21,12 @@ from services.anonymizer.batcher import Batcher
 from services.anonymizer.config import AnonymizerConfig
 from services.anonymizer.servicer import AnonymizerServicer, LoadedModel
 from veil.diffusion.anonymize import Anonymizer
-from veil.diffusion.levels import IDENTITY_DELTA, LEVELS
+from veil.diffusion.convert import model_info_to_proto
 from veil.diffusion.loading import resolve_model
 from veil.diffusion.mechanisms import calibrate_identity
-from veil.diffusion.messages import model_info_to_proto
 from veil.diffusion.pipeline import DiffusionAutoencoder
 from veil.errors import ConfigError
+from veil.privacy import IDENTITY_DELTA, LEVELS
 from veil.rpc import ServerConfig, VeilServer
 from veil.store import ObjectStore, StoreConfig
 from veil.v1 import anonymizer_pb2_grpc

@@ -6,7 +6,7 @@ One worker task forms a batch: it takes the oldest request, then more until the 
 (a request that would overflow the batch waits for the next one; a request larger than
 `max_rows` runs alone). The batch runs in a dedicated thread, so torch never blocks the event
 loop: all images are encoded and inverted together (`Anonymizer.prepare`), each request gets its
-own release plan (its budget, candidates and seed), and all plans are decoded together.
+own release plan (its privacy settings, candidates and seed), and all plans are decoded together.
 Progress and results are routed back to each request's event stream.
 
 Cancellation and deadlines (a request is *gone* once `cancel()` was called or its deadline passed):
@@ -31,8 +31,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.anonymizer import metrics
-from veil.diffusion.anonymize import AnonymizedImage, Anonymizer, Budget, ReleasePlan
+from veil.diffusion.anonymize import AnonymizedImage, Anonymizer, ReleasePlan
 from veil.errors import Aborted, ResourceExhausted
+from veil.privacy import PrivacySettings
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +57,12 @@ class BatchAborted(Aborted):
 
 
 class Work:
-    """One request in the batcher: its images and budget, and the stream of its events."""
+    """One request in the batcher: its images and privacy settings, and the stream of its events."""
 
-    def __init__(self, images: Sequence[np.ndarray], budget: Budget, candidates: int, seed: int | None,
+    def __init__(self, images: Sequence[np.ndarray], settings: PrivacySettings, candidates: int, seed: int | None,
                  timeout: float | None = None) -> None:
         self.images = list(images)
-        self.budget = budget
+        self.settings = settings
         self.candidates = candidates
         self.seed = seed
         self.deadline = None if timeout is None else time.monotonic() + timeout
@@ -281,7 +282,7 @@ class Batcher:
                 _drop(work)
                 continue
             try:
-                planned.append((work, anonymizer.plan(share, work.budget, work.candidates, work.seed)))
+                planned.append((work, anonymizer.plan(share, work.settings, work.candidates, work.seed)))
             except Exception as exc:  # this request's budget only; the others go on
                 work.emit(exc)
         if not planned:

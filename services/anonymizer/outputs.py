@@ -12,7 +12,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from veil.diffusion.anonymize import MAX_CANDIDATES
+from veil.privacy import MAX_CANDIDATES
 from veil.errors import Aborted, InvalidArgument, VeilError
 from veil.store import ObjectInfo, ObjectStore, validate_key
 from veil.store.keys import MAX_KEY_BYTES

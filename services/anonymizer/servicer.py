@@ -19,18 +19,17 @@ from services.anonymizer.inputs import InputImage, decode_inputs, drain_upload, 
 from services.anonymizer.outputs import (PendingObject, delete_all, image_key, input_key, output_prefix,
                                          receipt_json, receipt_key, write_all)
 from veil import errors
-from veil.diffusion.anonymize import MAX_CANDIDATES, Anonymizer, Budget
-from veil.diffusion.levels import IDENTITY_DELTA
+from veil.diffusion.anonymize import Anonymizer
+from veil.diffusion.convert import receipt_to_proto
 from veil.diffusion.mechanisms import calibrate_identity
-from veil.diffusion.messages import budget_from_proto, receipt_to_proto
 from veil.images import encode_png
+from veil.privacy import IDENTITY_DELTA, PrivacySettings, require_candidates
+from veil.privacy.convert import settings_from_proto
 from veil.rpc import tenant_id
 from veil.rpc.interceptors import SERVER_FAULT_CODES, status_for
 from veil.store import ObjectInfo, ObjectStore, to_object_ref
 from veil.store.keys import tenant_prefix
 from veil.v1 import anonymizer_pb2, anonymizer_pb2_grpc, common_pb2
-
-MAX_SEED = 2**63
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,7 @@ class LoadedModel:
 class _Request:
     """A validated AnonymizeRequest."""
 
-    budget: Budget
+    settings: PrivacySettings
     candidates: int
     seed: int | None
     prefix: str
@@ -125,19 +124,17 @@ class AnonymizerServicer(anonymizer_pb2_grpc.AnonymizerServicer):
 
     async def _validate(self, model: LoadedModel, request: anonymizer_pb2.AnonymizeRequest, tenant: str,
                         images: int) -> _Request:
-        if not 1 <= request.candidates <= MAX_CANDIDATES:
-            raise errors.InvalidArgument(f"candidates must be in 1..{MAX_CANDIDATES}, got {request.candidates}")
-        if request.seed >= MAX_SEED:
-            raise errors.InvalidArgument(f"seed must be below 2^63, got {request.seed}")
+        # Seeds need no check: every uint64 is one (veil.privacy.limits).
+        require_candidates(request.candidates)
         anonymizer = model.anonymizer
-        budget = budget_from_proto(request.privacy if request.HasField("privacy") else None,
-                                   list(request.protect), anonymizer.model.attribute_names)
+        settings = settings_from_proto(request.privacy if request.HasField("privacy") else None,
+                                       list(request.protect), anonymizer.model.attribute_names)
         prefix = output_prefix(request.output_prefix, tenant_prefix(tenant), images)
-        if budget.identity_epsilon is not None:
+        if settings.identity_epsilon is not None:
             # Calibrating a new eps takes seconds: do it here (cached), not in the shared batch.
-            await asyncio.to_thread(calibrate_identity, budget.identity_epsilon, IDENTITY_DELTA,
+            await asyncio.to_thread(calibrate_identity, settings.identity_epsilon, IDENTITY_DELTA,
                                     anonymizer.model.encoder.radius)
-        return _Request(budget, request.candidates, request.seed or None, prefix)
+        return _Request(settings, request.candidates, request.seed or None, prefix)
 
     async def _anonymize(self, model: LoadedModel, tenant: str, request: _Request, inputs: list[InputImage],
                          context: grpc.aio.ServicerContext) -> AsyncIterator[anonymizer_pb2.AnonymizeEvent]:
@@ -147,7 +144,7 @@ class AnonymizerServicer(anonymizer_pb2_grpc.AnonymizerServicer):
         work: Work | None = None
         try:
             pixels = await asyncio.to_thread(decode_inputs, inputs, model.anonymizer.model.image_size)
-            work = Work(pixels, request.budget, request.candidates, request.seed, context.time_remaining())
+            work = Work(pixels, request.settings, request.candidates, request.seed, context.time_remaining())
             model.batcher.submit(work)
             results: Results = []
             async for item in work.events():

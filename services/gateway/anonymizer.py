@@ -1,5 +1,7 @@
 """The gateway's client of the anonymizer: the model's description (cached) and one round of
-candidates per call, turned into veil.sessions records with what each candidate would charge."""
+candidates per call, turned into veil.sessions records with what each candidate would charge.
+A round's settings are sent as the explicit values the gateway resolved (with their level, if
+any), so the anonymizer never resolves a level of the gateway's again."""
 
 from __future__ import annotations
 
@@ -14,9 +16,11 @@ from google.protobuf.json_format import MessageToDict
 from services.gateway.downstream import downstream_error
 from services.gateway.metrics import ANONYMIZER_SECONDS
 from veil.errors import InvalidArgument, VeilError
-from veil.ledger.messages import MECHANISM_TO_PROTO, receipt_spend
+from veil.ledger.convert import receipt_spend
+from veil.privacy import PrivacySettings
+from veil.privacy.convert import settings_to_proto
 from veil.rpc import outgoing_metadata
-from veil.sessions import Candidate, PrivacySettings, StoredObject
+from veil.sessions import Candidate, StoredObject
 from veil.store import object_ref
 from veil.v1 import anonymizer_pb2, anonymizer_pb2_grpc, common_pb2
 
@@ -37,16 +41,6 @@ class RoundRequest:
     candidates: int
     seed: int
     output_prefix: str
-
-
-def privacy_setting(settings: PrivacySettings) -> common_pb2.PrivacySetting:
-    """A level of the table when the settings came from one, else every budget explicitly."""
-    if settings.level >= 1:
-        return common_pb2.PrivacySetting(level=settings.level)
-    return common_pb2.PrivacySetting(explicit=common_pb2.ExplicitBudget(
-        attribute_epsilon=dict(settings.attribute_epsilon),
-        attribute_mechanism=MECHANISM_TO_PROTO[settings.mechanism],
-        identity_epsilon=settings.identity_epsilon, rho=settings.rho))
 
 
 def to_candidate(event: anonymizer_pb2.Candidate) -> Candidate:
@@ -90,7 +84,7 @@ class AnonymizerClient:
         """The round's candidates, in index order; progress events go to `on_progress`."""
         message = anonymizer_pb2.AnonymizeRequest(
             images=[object_ref(request.original)],
-            protect=list(request.protect), privacy=privacy_setting(request.settings),
+            protect=list(request.protect), privacy=settings_to_proto(request.settings),
             candidates=request.candidates, seed=request.seed, output_prefix=request.output_prefix,
             subject_id=request.subject_id)
         started = time.perf_counter()

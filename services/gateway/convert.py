@@ -55,7 +55,7 @@ def round_message(record: RoundRecord, url_for: UrlFor) -> gateway_pb2.Round:
     settings = record.settings
     return gateway_pb2.Round(
         number=record.number, attribute_epsilon=dict(settings.attribute_epsilon),
-        identity_epsilon=settings.identity_epsilon, rho=settings.rho, level=settings.level,
+        identity_epsilon=settings.identity_epsilon or 0.0, rho=settings.rho, level=settings.level,
         candidates=[gateway_pb2.SessionCandidate(index=c.index, image=image_ref(c.image, url_for),
                                                  receipt=receipt(c.receipt))
                     for c in record.candidates],

@@ -22,14 +22,16 @@ from services.gateway.anonymizer import AnonymizerClient, RoundRequest
 from services.gateway.events import CHANGED, SessionEvents
 from services.gateway.metrics import ROUND_SECONDS
 from veil.errors import FailedPrecondition
-from veil.sessions import GatewayState, PrivacySettings, RoundRecord, SessionRecord
+from veil.privacy import PrivacySettings
+from veil.sessions import GatewayState, RoundRecord, SessionRecord
 from veil.store import ObjectStore
 
 log = logging.getLogger(__name__)
 
 
 def round_seed(session_seed: int, number: int) -> int:
-    """A reproducible seed per round of a session, in 1..2^63-1 (what the anonymizer takes)."""
+    """A reproducible seed per round of a session, in 1..2^63-1 (within veil.privacy's MAX_SEED;
+    the range is kept so that existing sessions regenerate the rounds they had)."""
     digest = hashlib.sha256(f"{session_seed}:{number}".encode()).digest()
     return (int.from_bytes(digest[:8], "big") >> 1) or 1
 

@@ -37,6 +37,7 @@ from services.gateway.uploads import stored_image
 from veil.errors import DataLoss, FailedPrecondition, InvalidArgument, VeilError
 from veil.images import decode_image
 from veil.ledger import BudgetExceeded
+from veil.privacy import PrivacySettings
 from veil.sessions import (
     AcceptResult,
     AuditRecord,
@@ -44,7 +45,6 @@ from veil.sessions import (
     GatewayState,
     LedgerEntryRecord,
     LedgerSummary,
-    PrivacySettings,
     ReleaseState,
     RoundRecord,
     SessionRecord,

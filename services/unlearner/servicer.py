@@ -32,8 +32,6 @@ from veil.unlearning.params import TrainConfig
 from veil.unlearning.registry import ModelCard, ModelRegistry, validate_model_name
 from veil.v1 import unlearner_pb2, unlearner_pb2_grpc
 
-MAX_SEED = 2**63
-
 
 def _lineages(cards: list[ModelCard]) -> dict[tuple[str, str], list[str]]:
     """Root-to-version chains of every listed card, from the listed cards' parents."""
@@ -114,8 +112,6 @@ class UnlearnerServicer(unlearner_pb2_grpc.UnlearnerServicer):
         if not request.HasField("manifest") or not request.manifest.key:
             raise InvalidArgument("no manifest: name the dataset manifest's object")
         manifest = from_object_ref(request.manifest, self._store.bucket)
-        if request.seed >= MAX_SEED:
-            raise InvalidArgument(f"seed must be below 2^63, got {request.seed}")
         defaults = TrainConfig()
         spec = TrainSpec(manifest_key=manifest.key, manifest_sha256=manifest.sha256,
                          config=TrainConfig(seed=request.seed, epochs=request.epochs or defaults.epochs),

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from veil.errors import InvalidArgument
+from veil.privacy import ATTRIBUTE_MECHANISMS, Mechanism
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     anon.add_argument("--protect", default="", help="comma-separated attributes to protect, e.g. Male,Young")
     anon.add_argument("--level", type=int, default=None, help="privacy level 0..10 (default: the model's default)")
     anon.add_argument("--eps", default=None, help="explicit eps per protected attribute, e.g. Male=1,Young=0.5")
-    anon.add_argument("--mechanism", default="randomized_response", choices=["randomized_response", "laplace"])
+    anon.add_argument("--mechanism", default=Mechanism.RANDOMIZED_RESPONSE.value,
+                      choices=[m.value for m in ATTRIBUTE_MECHANISMS])
     anon.add_argument("--identity-eps", type=float, default=None, help="explicit eps of the identity mechanism")
     anon.add_argument("--rho", type=float, default=0.0, help="explicit fraction of x_T re-drawn (with --eps)")
     anon.add_argument("--candidates", type=int, default=1)
@@ -110,8 +112,7 @@ def _parse_eps(text: str) -> dict[str, float]:
 
 
 def _anonymize(args: argparse.Namespace) -> int:
-    from veil.diffusion.anonymize import Budget
-    from veil.diffusion.levels import DEFAULT_LEVEL
+    from veil.privacy import DEFAULT_LEVEL, PrivacySettings
     from veil.files import write_bytes_atomically
     from veil.images import decode_image, encode_png
 
@@ -129,12 +130,13 @@ def _anonymize(args: argparse.Namespace) -> int:
     if args.eps is not None:
         if args.level is not None:
             raise InvalidArgument("give either --level or --eps, not both")
-        budget = Budget.explicit(protect, names, _parse_eps(args.eps), args.mechanism, args.identity_eps, args.rho)
+        settings = PrivacySettings.explicit(protect, names, _parse_eps(args.eps), args.mechanism, args.identity_eps,
+                                            args.rho)
     else:
-        budget = Budget.from_level(DEFAULT_LEVEL if args.level is None else args.level, protect, names)
+        settings = PrivacySettings.from_level(DEFAULT_LEVEL if args.level is None else args.level, protect, names)
     # Decode everything before any work, and write only at the end: a bad input writes nothing.
     images = [decode_image(p.read_bytes(), anonymizer.model.image_size, what=str(p)) for p in inputs]
-    results = anonymizer.anonymize(images, budget, args.candidates, args.seed)
+    results = anonymizer.anonymize(images, settings, args.candidates, args.seed)
     single = not args.input.is_dir()
     outputs: list[tuple[Path, bytes]] = []
     for path, candidates in zip(inputs, results):

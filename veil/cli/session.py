@@ -22,6 +22,7 @@ import grpc
 from google.protobuf.json_format import MessageToJson
 
 from veil.errors import InvalidArgument
+from veil.privacy import ATTRIBUTE_MECHANISMS, Mechanism
 from veil.v1 import gateway_pb2
 
 
@@ -41,8 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create.add_argument("--identity-eps", type=float, default=0.0,
                         help="with --eps: eps of the identity mechanism (0: identity not protected)")
     create.add_argument("--rho", type=float, default=0.0, help="with --eps: fraction of x_T re-drawn")
-    create.add_argument("--mechanism", default="randomized_response",
-                        choices=["randomized_response", "laplace"], help="with --eps")
+    create.add_argument("--mechanism", default=Mechanism.RANDOMIZED_RESPONSE.value,
+                        choices=[m.value for m in ATTRIBUTE_MECHANISMS], help="with --eps")
     create.add_argument("--candidates", type=int, default=0, help="candidates per round (default 4)")
     create.add_argument("--seed", type=int, default=0, help="seed of the rounds (0: random)")
     _common(create)

@@ -1,7 +1,8 @@
 """Anonymise face images: the Diffusion-DP release of DESIGN section 4 (variant A).
 
 For each image: encode z_sem, predict the attributes a, invert to x_T with (z, a). For each of K
-candidates: release every protected attribute through its mechanism, re-draw the attributes
+candidates: release every protected attribute through its mechanism (the release function of
+its veil.privacy.mechanisms entry), re-draw the attributes
 implied by a protected one from their distribution given the released value (post-processing),
 release z_sem through the Gaussian mechanism when identity is protected, re-draw a fraction rho
 of x_T, and decode with guidance towards the released attributes. Each output carries a
@@ -11,7 +12,6 @@ of x_T, and decode with guidance towards the released attributes. Each output ca
 from __future__ import annotations
 
 import hashlib
-import math
 import secrets
 import time
 import uuid
@@ -22,73 +22,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from veil.diffusion.levels import IDENTITY_DELTA, privacy_level
-from veil.diffusion.mechanisms import (GaussianCalibration, calibrate_identity, gaussian_identity_release, laplace_release,
-                                       randomized_response, resample_start)
+from veil.diffusion.mechanisms import GaussianCalibration, calibrate_identity, resample_start
 from veil.diffusion.pipeline import DiffusionAutoencoder, SamplingConfig
 from veil.errors import InvalidArgument
-from veil.ledger import AttributeSpend, IdentitySpend, Mechanism, ReleaseSpend, require_epsilon
+from veil.ledger import AttributeSpend, IdentitySpend, ReleaseSpend
+from veil.privacy import (IDENTITY_DELTA, IDENTITY_MECHANISM, MECHANISMS, PrivacySettings, require_attributes,
+                          require_candidates, require_seed)
 
 ProgressFn = Callable[[str, int, int], None]
-MAX_CANDIDATES = 8
-
-
-@dataclass(frozen=True)
-class Budget:
-    """What one anonymisation spends, validated against the model's attributes."""
-
-    protect: tuple[str, ...]
-    attribute_epsilon: dict[str, float]  # eps per protected attribute; empty: released unchanged
-    mechanism: Mechanism = Mechanism.RANDOMIZED_RESPONSE
-    identity_epsilon: float | None = None
-    rho: float = 0.0
-    level: int = -1  # -1: explicit budgets
-
-    @classmethod
-    def from_level(cls, level: int, protect: Sequence[str], attribute_names: Sequence[str]) -> Budget:
-        row = privacy_level(level)
-        names = _check_attributes(protect, attribute_names)
-        eps = {} if row.attribute_epsilon is None else {a: row.attribute_epsilon for a in names}
-        return cls(names, eps, Mechanism.RANDOMIZED_RESPONSE, row.identity_epsilon, row.rho, row.level)
-
-    @classmethod
-    def explicit(cls, protect: Sequence[str], attribute_names: Sequence[str], attribute_epsilon: dict[str, float],
-                 mechanism: Mechanism | str = Mechanism.RANDOMIZED_RESPONSE, identity_epsilon: float | None = None,
-                 rho: float = 0.0) -> Budget:
-        names = _check_attributes(protect, attribute_names)
-        missing = [a for a in names if a not in attribute_epsilon]
-        extra = [a for a in attribute_epsilon if a not in names]
-        if missing:
-            raise InvalidArgument(f"no epsilon given for protected attribute(s) {', '.join(missing)}")
-        if extra:
-            raise InvalidArgument(f"epsilon given for attribute(s) not protected: {', '.join(extra)}")
-        eps = {a: require_epsilon(attribute_epsilon[a], a) for a in names}
-        try:
-            mechanism = Mechanism(mechanism)
-        except ValueError:
-            raise InvalidArgument(f"unknown attribute mechanism {mechanism!r}") from None
-        if mechanism is Mechanism.GAUSSIAN:
-            raise InvalidArgument("attributes are released by randomized_response or laplace; gaussian is for identity")
-        if identity_epsilon is not None:
-            identity_epsilon = require_epsilon(identity_epsilon, "identity")
-        if not isinstance(rho, (int, float)) or math.isnan(rho) or not 0.0 <= rho <= 1.0:
-            raise InvalidArgument(f"rho must be in [0, 1], got {rho!r}")
-        return cls(names, eps, mechanism, identity_epsilon, float(rho), -1)
-
-    @property
-    def reconstructs(self) -> bool:
-        """Nothing is released through a mechanism (level 0): the image is only reconstructed."""
-        return not self.attribute_epsilon and self.identity_epsilon is None and self.rho == 0.0
-
-
-def _check_attributes(protect: Sequence[str], attribute_names: Sequence[str]) -> tuple[str, ...]:
-    unknown = [a for a in protect if a not in attribute_names]
-    if unknown:
-        raise InvalidArgument(f"unknown attribute(s) {', '.join(map(repr, unknown))}; "
-                              f"this model knows {', '.join(attribute_names)}")
-    if len(set(protect)) != len(protect):
-        raise InvalidArgument(f"an attribute is listed twice in {list(protect)}")
-    return tuple(protect)
 
 
 @dataclass(frozen=True)
@@ -153,7 +94,7 @@ class Prepared:
 class ReleasePlan:
     """The mechanisms' output for K candidates of each image of one request, ready to decode."""
 
-    budget: Budget
+    settings: PrivacySettings
     candidates: int
     seed: int
     hashes: list[str]
@@ -232,46 +173,40 @@ class Anonymizer:
         return Prepared(z, logits, predicted, x_start, hashes)
 
     @torch.no_grad()
-    def anonymize(self, images: Sequence[np.ndarray], budget: Budget, candidates: int = 1, seed: int | None = None,
-                  progress: ProgressFn | None = None) -> list[list[AnonymizedImage]]:
+    def anonymize(self, images: Sequence[np.ndarray], settings: PrivacySettings, candidates: int = 1,
+                  seed: int | None = None, progress: ProgressFn | None = None) -> list[list[AnonymizedImage]]:
         """K candidates for each image (uint8 RGB at the model's size)."""
-        return self.release(self.prepare(images, progress), budget, candidates, seed, progress)
+        return self.release(self.prepare(images, progress), settings, candidates, seed, progress)
 
     @torch.no_grad()
-    def release(self, prepared: Prepared, budget: Budget, candidates: int = 1, seed: int | None = None,
+    def release(self, prepared: Prepared, settings: PrivacySettings, candidates: int = 1, seed: int | None = None,
                 progress: ProgressFn | None = None) -> list[list[AnonymizedImage]]:
-        """K candidates for each prepared image under `budget`."""
-        plan = self.plan(prepared, budget, candidates, seed)
+        """K candidates for each prepared image under `settings`."""
+        plan = self.plan(prepared, settings, candidates, seed)
         return self.receipts(plan, self.decode([plan], progress)[0])
 
     @torch.no_grad()
-    def plan(self, prepared: Prepared, budget: Budget, candidates: int = 1, seed: int | None = None) -> ReleasePlan:
+    def plan(self, prepared: Prepared, settings: PrivacySettings, candidates: int = 1,
+             seed: int | None = None) -> ReleasePlan:
         """Run the mechanisms: the released attributes, latents and start points of every candidate.
 
-        Plans of different requests (different budgets) can be decoded together in one batch.
+        Plans of different requests (different settings) can be decoded together in one batch.
         """
-        if isinstance(candidates, bool) or not isinstance(candidates, int) or not 1 <= candidates <= MAX_CANDIDATES:
-            raise InvalidArgument(f"candidates must be an integer in 1..{MAX_CANDIDATES}, got {candidates!r}")
-        _check_attributes(budget.protect, self.model.attribute_names)
-        seed = secrets.randbits(63) if seed is None else seed
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-            raise InvalidArgument(f"seed must be an integer in 0..2^63-1, got {seed!r}")
+        require_candidates(candidates)
+        names = self.model.attribute_names
+        require_attributes(settings.attribute_epsilon, names)
+        seed = require_seed(secrets.randbits(64) if seed is None else seed)
         gen = torch.Generator().manual_seed(seed)
-        model, names, k = self.model, self.model.attribute_names, candidates
+        model, k = self.model, candidates
         device = model.device
         rows = torch.arange(len(prepared), device=device).repeat_interleave(k)
         released = prepared.predicted[rows].clone()
         values: dict[str, torch.Tensor] = {}
-        for attr in budget.protect:
-            if attr not in budget.attribute_epsilon:
-                continue
+        spec = MECHANISMS[settings.mechanism]
+        release = spec.release_function()
+        for attr, eps in settings.attribute_epsilon.items():
             j = names.index(attr)
-            eps = budget.attribute_epsilon[attr]
-            if budget.mechanism is Mechanism.LAPLACE:
-                score = torch.tanh(prepared.logits[rows, j] / 2)  # 2 P(+1) - 1, in [-1, 1]
-                released[:, j] = laplace_release(score, eps, -1.0, 1.0, gen)
-            else:
-                released[:, j] = randomized_response(prepared.predicted[rows, j], eps, gen)
+            released[:, j] = release(prepared.logits[rows, j], eps, spec, gen)
             values[attr] = released[:, j]
         implied = self._implied_rates(list(values))
         for other, (key, rates) in implied.items():
@@ -280,11 +215,12 @@ class Anonymizer:
             released[:, names.index(other)] = torch.where(draw < p_plus, 1.0, -1.0)
         z_rows, x_rows = prepared.z[rows], prepared.x_start[rows]
         calibration = None
-        if budget.identity_epsilon is not None:
-            calibration = calibrate_identity(budget.identity_epsilon, IDENTITY_DELTA, model.encoder.radius)
-            z_rows = gaussian_identity_release(z_rows, calibration, model.encoder.radius, gen)
-        x_rows = resample_start(x_rows, budget.rho, gen)
-        return ReleasePlan(budget, k, seed, prepared.hashes, released, prepared.predicted[rows], z_rows, x_rows,
+        if settings.identity_epsilon is not None:
+            calibration = calibrate_identity(settings.identity_epsilon, IDENTITY_DELTA, model.encoder.radius)
+            release_identity = MECHANISMS[IDENTITY_MECHANISM].release_function()
+            z_rows = release_identity(z_rows, calibration, model.encoder.radius, gen)
+        x_rows = resample_start(x_rows, settings.rho, gen)
+        return ReleasePlan(settings, k, seed, prepared.hashes, released, prepared.predicted[rows], z_rows, x_rows,
                            calibration, tuple(implied))
 
     @torch.no_grad()
@@ -298,7 +234,7 @@ class Anonymizer:
         # A reconstruction is decoded without guidance, as it was inverted: its base is its own
         # condition, so the guided prediction is the conditional one. (With the null base, guidance
         # on a reconstruction cost the shipped model 9 dB of PSNR and most of its re-ID.)
-        unguided = torch.cat([torch.full((len(p),), p.budget.reconstructs, dtype=torch.bool) for p in plans])
+        unguided = torch.cat([torch.full((len(p),), p.settings.reconstructs, dtype=torch.bool) for p in plans])
         unguided = unguided.to(released.device)[:, None]
         outputs: list[torch.Tensor] = []
         for s in range(0, released.shape[0], self.max_batch):
@@ -320,25 +256,22 @@ class Anonymizer:
 
     def receipts(self, plan: ReleasePlan, pixels: Sequence[np.ndarray]) -> list[list[AnonymizedImage]]:
         """Pair a plan's decoded pixels with their receipts: [image][candidate]."""
-        names, budget, cal = self.model.attribute_names, plan.budget, plan.calibration
+        names, settings, cal = self.model.attribute_names, plan.settings, plan.calibration
         shared = dict(
             resampled=plan.implied,
-            identity_epsilon=budget.identity_epsilon,
+            identity_epsilon=settings.identity_epsilon,
             identity_delta=IDENTITY_DELTA if cal else None,
             identity_sigma=cal.sigma if cal else None,
             identity_noise_multiplier=cal.noise_multiplier if cal else None,
-            rho=budget.rho, level=budget.level, seed=plan.seed, model_version=self.model_version,
+            rho=settings.rho, level=settings.level, seed=plan.seed, model_version=self.model_version,
         )
         results: list[list[AnonymizedImage]] = []
         for i, digest in enumerate(plan.hashes):
             row: list[AnonymizedImage] = []
             for c in range(plan.candidates):
                 r = i * plan.candidates + c
-                attrs = tuple(
-                    AttributeRelease(a, budget.mechanism.value, budget.attribute_epsilon[a],
-                                     float(plan.released[r, names.index(a)]))
-                    for a in budget.protect if a in budget.attribute_epsilon
-                )
+                attrs = tuple(AttributeRelease(a, settings.mechanism.value, eps, float(plan.released[r, names.index(a)]))
+                              for a, eps in settings.attribute_epsilon.items())
                 receipt = Receipt(receipt_id=uuid.uuid4().hex, attributes=attrs, candidate=c,
                                   input_sha256=digest, **shared)
                 row.append(AnonymizedImage(pixels[r], receipt))

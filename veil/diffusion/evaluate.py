@@ -28,9 +28,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from veil.data import CelebA
-from veil.diffusion.anonymize import Anonymizer, Budget
-from veil.diffusion.levels import DEFAULT_LEVEL, privacy_level
+from veil.diffusion.anonymize import Anonymizer
 from veil.diffusion.mechanisms import keep_probability
+from veil.privacy import DEFAULT_LEVEL, PrivacySettings, privacy_level
 
 LEVEL0_ATTRIBUTE_TOLERANCE = 0.03
 LEVEL0_REID_RATIO = 0.90
@@ -219,8 +219,8 @@ def _probe_split(data: CelebA, count: int, seed: int) -> CelebA:
     return test.subset(np.array(first))
 
 
-def _released(anonymizer: Anonymizer, prepared: Any, budget: Budget, seed: int) -> np.ndarray:
-    return np.stack([row[0].image for row in anonymizer.release(prepared, budget, 1, seed)])
+def _released(anonymizer: Anonymizer, prepared: Any, settings: PrivacySettings, seed: int) -> np.ndarray:
+    return np.stack([row[0].image for row in anonymizer.release(prepared, settings, 1, seed)])
 
 
 EVALUATOR_VERSION = "evalnet-1"
@@ -289,7 +289,7 @@ def evaluate(anonymizer: Anonymizer, data: CelebA, cfg: EvalConfig, log: Any = p
     prepared = anonymizer.prepare(list(probes.images))
 
     log("level 0")
-    recon = _released(anonymizer, prepared, Budget.from_level(0, [], names), cfg.probe_seed)
+    recon = _released(anonymizer, prepared, PrivacySettings.from_level(0, [], names), cfg.probe_seed)
     mse = np.mean((recon.astype(np.float64) - probes.images.astype(np.float64)) ** 2)
     report.add("level0 reconstruction PSNR (dB)", 10 * math.log10(255**2 / max(mse, 1e-12)))
     recon_acc = attribute_accuracy(attacker, recon, probes.attributes)
@@ -306,8 +306,8 @@ def evaluate(anonymizer: Anonymizer, data: CelebA, cfg: EvalConfig, log: Any = p
     report.details["protected_group"] = group
     for eps in cfg.rr_epsilons:
         log(f"randomized response eps={eps} on {cfg.key_attribute}")
-        budget = Budget.explicit([cfg.key_attribute], names, {cfg.key_attribute: eps})
-        out = _released(anonymizer, prepared, budget, cfg.probe_seed + 1)
+        settings = PrivacySettings.explicit([cfg.key_attribute], names, {cfg.key_attribute: eps})
+        out = _released(anonymizer, prepared, settings, cfg.probe_seed + 1)
         acc = attribute_accuracy(attacker, out, probes.attributes)
         bound = keep_probability(eps)
         on_bar = eps in cfg.bar_epsilons
@@ -324,7 +324,7 @@ def evaluate(anonymizer: Anonymizer, data: CelebA, cfg: EvalConfig, log: Any = p
 
     row = privacy_level(cfg.identity_level)
     log(f"identity mechanism at level {cfg.identity_level} (eps_id={row.identity_epsilon}, rho={row.rho})")
-    out = _released(anonymizer, prepared, Budget.from_level(cfg.identity_level, [], names), cfg.probe_seed + 2)
+    out = _released(anonymizer, prepared, PrivacySettings.from_level(cfg.identity_level, [], names), cfg.probe_seed + 2)
     reid = gallery.reid_rate(out, probes.identities)
     report.add(f"identity level {cfg.identity_level} re-ID (gallery {len(gallery_ids)})", reid, "<=", IDENTITY_REID_MAX,
                f"originals {orig_reid:.3f}; chance {1 / len(gallery_ids):.3f}")

@@ -1,5 +1,13 @@
 """The DP mechanisms of Diffusion-DP (DESIGN section 4), on torch tensors with explicit generators.
 
+The release functions of veil.privacy.mechanisms' registry live here (each entry names its
+function; the anonymizer calls it through the entry):
+* `release_randomized_response` / `release_laplace`: a protected attribute from the attribute
+  classifier's logits, on the entry's bounds (the decoder's attribute scale [-1, 1]).
+* `gaussian_identity_release`: the identity latent.
+
+The mechanisms themselves:
+
 * `randomized_response`: a binary attribute keeps its class with probability e^eps / (1 + e^eps);
   eps-local-DP for the released value.
 * `laplace_release`: a continuous intensity in [lo, hi] gets Laplace noise of scale (hi - lo) / eps
@@ -20,7 +28,9 @@ from dataclasses import dataclass
 import torch
 
 from veil.errors import InvalidArgument
-from veil.ledger import calibrate_gaussian_noise_multiplier, require_epsilon
+from veil.ledger import calibrate_gaussian_noise_multiplier
+from veil.privacy import MechanismSpec, require_epsilon
+from veil.privacy.mechanisms import laplace_noise_scale
 
 
 def keep_probability(epsilon: float) -> float:
@@ -43,10 +53,24 @@ def laplace_release(scores: torch.Tensor, epsilon: float, low: float, high: floa
     epsilon = require_epsilon(epsilon, "laplace")
     if not (math.isfinite(low) and math.isfinite(high) and low < high):
         raise InvalidArgument(f"laplace needs finite bounds lo < hi, got [{low}, {high}]")
-    scale = (high - low) / epsilon
+    scale = laplace_noise_scale(epsilon, (low, high))
     u = torch.rand(scores.shape, generator=generator, device=generator.device).to(scores.device) - 0.5
     noise = -scale * torch.sign(u) * torch.log1p(-2 * u.abs())
     return (scores.clamp(low, high) + noise).clamp(low, high)
+
+
+def release_randomized_response(logits: torch.Tensor, epsilon: float, spec: MechanismSpec,
+                                generator: torch.Generator) -> torch.Tensor:
+    """The predicted class (+-1, the spec's bounds) through randomized response."""
+    low, high = spec.bounds
+    return randomized_response(torch.where(logits >= 0, high, low), epsilon, generator)
+
+
+def release_laplace(logits: torch.Tensor, epsilon: float, spec: MechanismSpec,
+                    generator: torch.Generator) -> torch.Tensor:
+    """The class probability as an intensity 2 P(+1) - 1 in [-1, 1], through the Laplace mechanism."""
+    low, high = spec.bounds
+    return laplace_release(torch.tanh(logits / 2), epsilon, low, high, generator)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 dp-accounting 0.6.0 has two gaps this module works around, both pinned by tests:
 - PLDAccountant refuses LaplaceDpEvent under REPLACE_ONE (it only knows the add/remove form).
   `ReplaceOneAccountant` composes it with sensitivity 2 in noise-multiplier units, the same
-  convention dp-accounting applies to its REPLACE_ONE Gaussian (see veil.ledger.events).
+  convention dp-accounting applies to its REPLACE_ONE Gaussian (see veil.privacy.mechanisms).
 - `compose(RandomizedResponseDpEvent, count)` ignores `count`; events are therefore always
   composed one at a time, never as a SelfComposedDpEvent.
 """
@@ -23,7 +23,8 @@ from veil.config import env_field
 from veil.errors import ConfigError, FailedPrecondition
 from veil.ledger.events import LedgerEvent
 
-# Replacing a value moves a clipped sum by twice the clipping norm.
+# In units of the clipping norm C (the noise multiplier's unit): replacing a value clipped to
+# norm or half-width C moves it by up to 2C.
 REPLACE_ONE_SENSITIVITY = 2.0
 
 

@@ -1,28 +1,14 @@
 """What one released image spends, as dp-accounting events that can be stored and recomposed.
 
-Conventions (all under the REPLACE_ONE neighbouring relation: one subject's value is replaced by
-any other value):
-
-- randomized_response, binary attribute, budget eps: the true class is kept with probability
-  e^eps / (1 + e^eps). dp-accounting's RandomizedResponseDpEvent(p, k) keeps the input with
-  probability 1 - p + p/k; for k = 2 that is 1 - p/2, so p = 2 / (1 + e^eps), and the privacy loss
-  ln((1 - p/2) / (p/2)) is exactly eps.
-- laplace, value clipped to [lo, hi], noise scale b = (hi - lo) / eps: centred, the value has
-  |v| <= C = (hi - lo) / 2, and dp-accounting's noise multiplier is b / C = 2 / eps. Replacing v
-  moves it by up to 2C, so the accountant composes it with sensitivity 2 (as dp-accounting itself
-  does for a Gaussian under REPLACE_ONE), which gives exactly eps.
-- gaussian (identity latent), clipped to L2 norm C with noise N(0, sigma^2 I): noise multiplier
-  sigma / C. dp-accounting's REPLACE_ONE Gaussian accounts for the 2C sensitivity itself. Use
-  `calibrate_gaussian_noise_multiplier(eps, delta)` to pick sigma = multiplier * C.
-
-eps must be finite and > 0 everywhere: 0, negative, NaN or infinite budgets are InvalidArgument,
-never charged (a negative charge would raise the remaining budget).
+Which event a mechanism composes as, and how its parameter follows from eps, is the mechanism's
+entry in veil.privacy.mechanisms (whose docstring states the conventions): the same entry whose
+bounds the anonymizer's release uses, so the Laplace sensitivity charged here is derived from the
+bounds the release clips to. eps must be finite and > 0 everywhere (veil.privacy.checks).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import enum
 import functools
 import math
 from collections.abc import Mapping, Sequence
@@ -31,48 +17,8 @@ from typing import Any
 from dp_accounting import dp_event
 
 from veil.errors import DataLoss, InvalidArgument
-
-IDENTITY = "identity"
-
-
-class Mechanism(str, enum.Enum):
-    RANDOMIZED_RESPONSE = "randomized_response"
-    LAPLACE = "laplace"
-    GAUSSIAN = "gaussian"
-
-
-def require_epsilon(value: Any, what: str) -> float:
-    """`value` as a float if it is a finite number > 0, else InvalidArgument naming `what`."""
-    try:
-        eps = float(value)
-    except (TypeError, ValueError):
-        raise InvalidArgument(f"{what}: epsilon must be a number, got {value!r}") from None
-    if not math.isfinite(eps) or eps <= 0:
-        raise InvalidArgument(f"{what}: epsilon must be finite and > 0, got {value!r}")
-    return eps
-
-
-def require_delta(value: Any, what: str) -> float:
-    try:
-        delta = float(value)
-    except (TypeError, ValueError):
-        raise InvalidArgument(f"{what}: delta must be a number, got {value!r}") from None
-    if not 0 < delta < 1:
-        raise InvalidArgument(f"{what}: delta must be in (0, 1), got {value!r}")
-    return delta
-
-
-def parse_mechanism(value: Any, what: str) -> Mechanism:
-    try:
-        return Mechanism(value)
-    except ValueError:
-        known = ", ".join(m.value for m in Mechanism)
-        raise InvalidArgument(f"{what}: unknown mechanism {value!r}; known: {known}") from None
-
-
-def randomized_response_noise_parameter(epsilon: float) -> float:
-    """dp-accounting's noise parameter p of a binary randomized response with budget eps."""
-    return 2.0 / (1.0 + math.exp(epsilon))
+from veil.privacy import (IDENTITY, IDENTITY_MECHANISM, MECHANISMS, Mechanism, attribute_mechanism, require_delta,
+                          require_epsilon)
 
 
 @functools.lru_cache(maxsize=256)
@@ -107,11 +53,7 @@ class LedgerEvent:
     delta: float = 0.0
 
     def to_dp_event(self) -> dp_event.DpEvent:
-        if self.mechanism is Mechanism.RANDOMIZED_RESPONSE:
-            return dp_event.RandomizedResponseDpEvent(noise_parameter=self.parameter, num_buckets=2)
-        if self.mechanism is Mechanism.LAPLACE:
-            return dp_event.LaplaceDpEvent(noise_multiplier=self.parameter)
-        return dp_event.GaussianDpEvent(noise_multiplier=self.parameter)
+        return MECHANISMS[self.mechanism].dp_event(self.parameter)
 
     def to_json(self) -> dict[str, Any]:
         return {"mechanism": self.mechanism.value, "label": self.label, "epsilon": self.epsilon,
@@ -126,8 +68,7 @@ class LedgerEvent:
                         delta=float(data.get("delta", 0.0)))
         except (KeyError, TypeError, ValueError) as exc:
             raise DataLoss(f"corrupt ledger event {data!r}: {exc}") from None
-        valid_parameter = (0 < event.parameter < 1 if event.mechanism is Mechanism.RANDOMIZED_RESPONSE
-                           else 0 < event.parameter < math.inf)
+        valid_parameter = MECHANISMS[event.mechanism].valid_parameter(event.parameter)
         if not (valid_parameter and math.isfinite(event.epsilon) and event.epsilon > 0):
             raise DataLoss(f"corrupt ledger event {data!r}: parameter or epsilon out of range")
         return event
@@ -135,7 +76,7 @@ class LedgerEvent:
 
 @dataclasses.dataclass(frozen=True)
 class AttributeSpend:
-    """A protected attribute released by randomized response or the Laplace mechanism."""
+    """A protected attribute released by one of the attribute mechanisms."""
 
     attribute: str
     mechanism: Mechanism
@@ -144,17 +85,11 @@ class AttributeSpend:
     def __post_init__(self) -> None:
         if not self.attribute or self.attribute == IDENTITY:
             raise InvalidArgument(f"attribute name {self.attribute!r} is not allowed")
-        mechanism = parse_mechanism(self.mechanism, self.attribute)
-        if mechanism is Mechanism.GAUSSIAN:
-            raise InvalidArgument(f"{self.attribute}: the gaussian mechanism is for identity only")
-        object.__setattr__(self, "mechanism", mechanism)
+        object.__setattr__(self, "mechanism", attribute_mechanism(self.mechanism, self.attribute))
         object.__setattr__(self, "epsilon", require_epsilon(self.epsilon, self.attribute))
 
     def event(self) -> LedgerEvent:
-        if self.mechanism is Mechanism.RANDOMIZED_RESPONSE:
-            parameter = randomized_response_noise_parameter(self.epsilon)
-        else:
-            parameter = 2.0 / self.epsilon
+        parameter = MECHANISMS[self.mechanism].parameter(self.epsilon)
         return LedgerEvent(self.mechanism, self.attribute, self.epsilon, parameter)
 
 
@@ -182,7 +117,7 @@ class IdentitySpend:
         return cls(epsilon, delta, sigma / clip_norm)
 
     def event(self) -> LedgerEvent:
-        return LedgerEvent(Mechanism.GAUSSIAN, IDENTITY, self.epsilon, self.noise_multiplier,
+        return LedgerEvent(IDENTITY_MECHANISM, IDENTITY, self.epsilon, self.noise_multiplier,
                            self.delta)
 
 

@@ -45,7 +45,6 @@ from veil.sessions.models import (
     FeedbackKind,
     LedgerEntryRecord,
     LedgerSummary,
-    PrivacySettings,
     ReleaseRecord,
     ReleaseState,
     RoundRecord,
@@ -70,8 +69,8 @@ from veil.sessions.unlearning import (
 __all__ = [
     "SERVICE", "AcceptResult", "AuditLog", "AuditRecord", "Candidate", "Charge", "Claim",
     "ControllerConfig", "DueOriginal", "FeedbackKind", "GatewayState", "IdempotencyConfig",
-    "IdempotencyStore", "LedgerEntryRecord", "LedgerStore", "LedgerSummary", "PrivacySettings",
-    "ReleaseRecord", "ReleaseState", "ReleaseStore", "Replay", "Retention", "RetentionConfig",
+    "IdempotencyStore", "LedgerEntryRecord", "LedgerStore", "LedgerSummary", "ReleaseRecord",
+    "ReleaseState", "ReleaseStore", "Replay", "Retention", "RetentionConfig",
     "RetentionPolicy", "RoundRecord", "SessionRecord", "SessionState", "SessionStore", "Step",
     "StoredObject", "UnlearningBatch", "UnlearningQueue", "UnlearningRequest", "UnlearningStatus",
     "next_budget", "plan_next_round", "validate_budget",

@@ -1,21 +1,22 @@
-"""Value types of the gateway's state: what the repository takes and returns (no SQL, no gRPC)."""
+"""Value types of the gateway's state: what the repository takes and returns (no SQL, no gRPC).
+
+The privacy settings of a session and its rounds are veil.privacy.PrivacySettings.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import math
 import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from veil.errors import InvalidArgument
-from veil.ledger import IDENTITY, LedgerEvent, Mechanism, ReleaseSpend, require_epsilon
-from veil.ledger.events import parse_mechanism
+from veil.ledger import LedgerEvent, ReleaseSpend
+from veil.privacy import PrivacySettings
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-MAX_LEVEL = 10
 
 
 class SessionState(str, enum.Enum):
@@ -73,59 +74,6 @@ class StoredObject:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> StoredObject:
-        return cls(**data)
-
-
-@dataclasses.dataclass(frozen=True)
-class PrivacySettings:
-    """The eps of one round: per protected attribute, identity (0: identity not protected), rho.
-
-    `level` is the level of the documented table the values came from, or -1 when they came
-    from the controller or the owner.
-    """
-
-    attribute_epsilon: Mapping[str, float]
-    identity_epsilon: float
-    rho: float
-    level: int
-    mechanism: Mechanism = Mechanism.RANDOMIZED_RESPONSE
-
-    def __post_init__(self) -> None:
-        eps = {str(k): require_epsilon(v, k) for k, v in dict(self.attribute_epsilon).items()}
-        if IDENTITY in eps:
-            raise InvalidArgument(f"{IDENTITY!r} is not an attribute; use identity_epsilon")
-        object.__setattr__(self, "attribute_epsilon", dict(sorted(eps.items())))
-        identity = float(self.identity_epsilon)
-        if identity != 0:
-            identity = require_epsilon(identity, IDENTITY)
-        object.__setattr__(self, "identity_epsilon", identity)
-        if not (math.isfinite(self.rho) and 0 <= self.rho <= 1):
-            raise InvalidArgument(f"rho must be in [0, 1], got {self.rho!r}")
-        if not -1 <= self.level <= MAX_LEVEL:
-            raise InvalidArgument(f"level must be in 0..{MAX_LEVEL} (or -1: explicit), got {self.level}")
-        object.__setattr__(self, "mechanism", parse_mechanism(self.mechanism, "attribute mechanism"))
-
-    def budget(self) -> dict[str, float]:
-        """eps per protected attribute plus "identity" when identity is protected."""
-        budget = dict(self.attribute_epsilon)
-        if self.identity_epsilon > 0:
-            budget[IDENTITY] = self.identity_epsilon
-        return budget
-
-    def with_budget(self, budget: Mapping[str, float]) -> PrivacySettings:
-        """These settings with eps replaced from `budget` (keys as in `budget()`); level -1."""
-        attributes = {k: budget.get(k, v) for k, v in self.attribute_epsilon.items()}
-        identity = budget.get(IDENTITY, self.identity_epsilon)
-        return dataclasses.replace(self, attribute_epsilon=attributes, identity_epsilon=identity,
-                                   level=-1)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"attribute_epsilon": dict(self.attribute_epsilon),
-                "identity_epsilon": self.identity_epsilon, "rho": self.rho, "level": self.level,
-                "mechanism": self.mechanism.value}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> PrivacySettings:
         return cls(**data)
 
 

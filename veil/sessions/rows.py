@@ -11,12 +11,12 @@ from sqlalchemy.engine import Connection, Row
 
 from veil.errors import DataLoss, NotFound
 from veil.ledger import events_from_json
+from veil.privacy import PrivacySettings
 from veil.sessions import tables as t
 from veil.sessions.models import (
     Candidate,
     FeedbackKind,
     LedgerEntryRecord,
-    PrivacySettings,
     ReleaseRecord,
     ReleaseState,
     RoundRecord,

@@ -19,12 +19,12 @@ from sqlalchemy.engine import Connection, Row
 
 from veil.db import Database
 from veil.errors import FailedPrecondition, InvalidArgument
+from veil.privacy import PrivacySettings, require_candidates, require_seed
 from veil.sessions import tables as t
 from veil.sessions.audit import AuditLog, AuditRecord
 from veil.sessions.models import (
     Candidate,
     FeedbackKind,
-    PrivacySettings,
     RoundRecord,
     SessionRecord,
     SessionState,
@@ -32,9 +32,6 @@ from veil.sessions.models import (
     require_id,
 )
 from veil.sessions.rows import Clock, load_round, load_session, round_record, session_record, utcnow
-
-MAX_CANDIDATES = 8
-MAX_SEED = 2**64 - 1
 
 
 def require_active(row: Row) -> None:
@@ -67,11 +64,8 @@ class SessionStore:
         if set(settings.attribute_epsilon) != set(protect):
             raise InvalidArgument(f"settings budget {sorted(settings.attribute_epsilon)} but "
                                   f"protect names {sorted(protect)}")
-        if not 1 <= candidates_per_round <= MAX_CANDIDATES:
-            raise InvalidArgument(f"candidates per round must be in 1..{MAX_CANDIDATES}, "
-                                  f"got {candidates_per_round}")
-        if not 0 <= seed <= MAX_SEED:
-            raise InvalidArgument(f"seed must be a uint64, got {seed}")
+        require_candidates(candidates_per_round, "candidates per round")
+        require_seed(seed)
         now = self._clock()
         session_id = str(uuid.uuid4())
         with self._db.write() as conn:
@@ -268,7 +262,7 @@ def _require_spends_everything(candidate: Candidate, protect: Sequence[str],
     if spent != set(protect):
         raise InvalidArgument(f"candidate {candidate.index}: receipt spends {sorted(spent)} but the "
                               f"session protects {sorted(protect)}")
-    if (settings.identity_epsilon > 0) != (candidate.spend.identity is not None):
+    if (settings.identity_epsilon is not None) != (candidate.spend.identity is not None):
         raise InvalidArgument(f"candidate {candidate.index}: receipt and settings disagree on "
                               f"whether identity is protected")
 

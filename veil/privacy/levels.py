@@ -15,6 +15,7 @@ identity eps mostly buys ledger room, not a different image.
 
 The numbers are a product choice checked by `veil eval` (the identity bar is measured at
 DEFAULT_LEVEL); the table is served by the anonymizer's GetModelInfo so clients can show it.
+`PrivacySettings.from_level` (veil.privacy.settings) is the one place a level becomes eps.
 """
 
 from __future__ import annotations
@@ -48,9 +49,10 @@ LEVELS: tuple[PrivacyLevel, ...] = (
     PrivacyLevel(9, 0.5, 0.5, 1.0),
     PrivacyLevel(10, 0.25, 0.25, 1.0),
 )
+MAX_LEVEL = len(LEVELS) - 1
 
 
 def privacy_level(level: int) -> PrivacyLevel:
-    if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level < len(LEVELS):
-        raise InvalidArgument(f"privacy level must be an integer in 0..{len(LEVELS) - 1}, got {level!r}")
+    if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= MAX_LEVEL:
+        raise InvalidArgument(f"privacy level must be an integer in 0..{MAX_LEVEL}, got {level!r}")
     return LEVELS[level]

@@ -1,0 +1,27 @@
+"""Request limits shared by the anonymizer, the gateway and their clients.
+
+- MAX_CANDIDATES: images generated per request (the anonymizer) or per round (a session).
+- MAX_SEED: seeds are uint64 (the proto fields' type; torch.Generator.manual_seed takes the
+  whole range), so every seed a client can send is valid: 0..2^64-1.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from veil.errors import InvalidArgument
+
+MAX_CANDIDATES = 8
+MAX_SEED = 2**64 - 1
+
+
+def require_candidates(value: Any, what: str = "candidates") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CANDIDATES:
+        raise InvalidArgument(f"{what} must be an integer in 1..{MAX_CANDIDATES}, got {value!r}")
+    return value
+
+
+def require_seed(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise InvalidArgument(f"seed must be an integer in 0..2^64-1 (a uint64), got {value!r}")
+    return value

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from veil.errors import InvalidArgument
+from veil.errors import InvalidArgument, quoted
 from veil.ledger import IDENTITY, Mechanism
 from veil.ledger.messages import MECHANISM_FROM_PROTO
 from veil.sessions import ControllerConfig, PrivacySettings, validate_budget
@@ -83,7 +83,7 @@ def initial_settings(privacy: common_pb2.PrivacySetting | None, protect: Sequenc
         elif row is not None:
             requested[attribute] = row.attribute_epsilon
         else:
-            raise InvalidArgument(f"no epsilon for protected attribute {attribute!r}; give one, or "
+            raise InvalidArgument(f"no epsilon for protected attribute {quoted(attribute)}; give one, or "
                                   f"a level 1..10 whose eps it takes")
     if explicit.identity_epsilon != 0:
         requested[IDENTITY] = explicit.identity_epsilon

@@ -26,7 +26,7 @@ from veil.diffusion.levels import IDENTITY_DELTA, privacy_level
 from veil.diffusion.mechanisms import (GaussianCalibration, calibrate_identity, gaussian_identity_release, laplace_release,
                                        randomized_response, resample_start)
 from veil.diffusion.pipeline import DiffusionAutoencoder, SamplingConfig
-from veil.errors import InvalidArgument
+from veil.errors import InvalidArgument, quoted
 from veil.ledger import AttributeSpend, IdentitySpend, Mechanism, ReleaseSpend, require_epsilon
 
 ProgressFn = Callable[[str, int, int], None]
@@ -66,13 +66,13 @@ class Budget:
         try:
             mechanism = Mechanism(mechanism)
         except ValueError:
-            raise InvalidArgument(f"unknown attribute mechanism {mechanism!r}") from None
+            raise InvalidArgument(f"unknown attribute mechanism {quoted(mechanism)}") from None
         if mechanism is Mechanism.GAUSSIAN:
             raise InvalidArgument("attributes are released by randomized_response or laplace; gaussian is for identity")
         if identity_epsilon is not None:
             identity_epsilon = require_epsilon(identity_epsilon, "identity")
         if not isinstance(rho, (int, float)) or math.isnan(rho) or not 0.0 <= rho <= 1.0:
-            raise InvalidArgument(f"rho must be in [0, 1], got {rho!r}")
+            raise InvalidArgument(f"rho must be in [0, 1], got {quoted(rho)}")
         return cls(names, eps, mechanism, identity_epsilon, float(rho), -1)
 
     @property
@@ -251,11 +251,11 @@ class Anonymizer:
         Plans of different requests (different budgets) can be decoded together in one batch.
         """
         if isinstance(candidates, bool) or not isinstance(candidates, int) or not 1 <= candidates <= MAX_CANDIDATES:
-            raise InvalidArgument(f"candidates must be an integer in 1..{MAX_CANDIDATES}, got {candidates!r}")
+            raise InvalidArgument(f"candidates must be an integer in 1..{MAX_CANDIDATES}, got {quoted(candidates)}")
         _check_attributes(budget.protect, self.model.attribute_names)
         seed = secrets.randbits(63) if seed is None else seed
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-            raise InvalidArgument(f"seed must be an integer in 0..2^63-1, got {seed!r}")
+            raise InvalidArgument(f"seed must be an integer in 0..2^63-1, got {quoted(seed)}")
         gen = torch.Generator().manual_seed(seed)
         model, names, k = self.model, self.model.attribute_names, candidates
         device = model.device

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from veil.errors import InvalidArgument
+from veil.errors import InvalidArgument, quoted
 
 
 @dataclass(frozen=True)
@@ -52,5 +52,5 @@ LEVELS: tuple[PrivacyLevel, ...] = (
 
 def privacy_level(level: int) -> PrivacyLevel:
     if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level < len(LEVELS):
-        raise InvalidArgument(f"privacy level must be an integer in 0..{len(LEVELS) - 1}, got {level!r}")
+        raise InvalidArgument(f"privacy level must be an integer in 0..{len(LEVELS) - 1}, got {quoted(level)}")
     return LEVELS[level]

@@ -30,7 +30,7 @@ from typing import Any
 
 from dp_accounting import dp_event
 
-from veil.errors import DataLoss, InvalidArgument
+from veil.errors import DataLoss, InvalidArgument, quoted
 
 IDENTITY = "identity"
 
@@ -46,9 +46,9 @@ def require_epsilon(value: Any, what: str) -> float:
     try:
         eps = float(value)
     except (TypeError, ValueError):
-        raise InvalidArgument(f"{what}: epsilon must be a number, got {value!r}") from None
+        raise InvalidArgument(f"{what}: epsilon must be a number, got {quoted(value)}") from None
     if not math.isfinite(eps) or eps <= 0:
-        raise InvalidArgument(f"{what}: epsilon must be finite and > 0, got {value!r}")
+        raise InvalidArgument(f"{what}: epsilon must be finite and > 0, got {quoted(value)}")
     return eps
 
 
@@ -56,9 +56,9 @@ def require_delta(value: Any, what: str) -> float:
     try:
         delta = float(value)
     except (TypeError, ValueError):
-        raise InvalidArgument(f"{what}: delta must be a number, got {value!r}") from None
+        raise InvalidArgument(f"{what}: delta must be a number, got {quoted(value)}") from None
     if not 0 < delta < 1:
-        raise InvalidArgument(f"{what}: delta must be in (0, 1), got {value!r}")
+        raise InvalidArgument(f"{what}: delta must be in (0, 1), got {quoted(value)}")
     return delta
 
 
@@ -67,7 +67,7 @@ def parse_mechanism(value: Any, what: str) -> Mechanism:
         return Mechanism(value)
     except ValueError:
         known = ", ".join(m.value for m in Mechanism)
-        raise InvalidArgument(f"{what}: unknown mechanism {value!r}; known: {known}") from None
+        raise InvalidArgument(f"{what}: unknown mechanism {quoted(value)}; known: {known}") from None
 
 
 def randomized_response_noise_parameter(epsilon: float) -> float:
@@ -125,11 +125,11 @@ class LedgerEvent:
                         epsilon=float(data["epsilon"]), parameter=float(data["parameter"]),
                         delta=float(data.get("delta", 0.0)))
         except (KeyError, TypeError, ValueError) as exc:
-            raise DataLoss(f"corrupt ledger event {data!r}: {exc}") from None
+            raise DataLoss(f"corrupt ledger event {quoted(data)}: {exc}") from None
         valid_parameter = (0 < event.parameter < 1 if event.mechanism is Mechanism.RANDOMIZED_RESPONSE
                            else 0 < event.parameter < math.inf)
         if not (valid_parameter and math.isfinite(event.epsilon) and event.epsilon > 0):
-            raise DataLoss(f"corrupt ledger event {data!r}: parameter or epsilon out of range")
+            raise DataLoss(f"corrupt ledger event {quoted(data)}: parameter or epsilon out of range")
         return event
 
 
@@ -143,7 +143,7 @@ class AttributeSpend:
 
     def __post_init__(self) -> None:
         if not self.attribute or self.attribute == IDENTITY:
-            raise InvalidArgument(f"attribute name {self.attribute!r} is not allowed")
+            raise InvalidArgument(f"attribute name {quoted(self.attribute)} is not allowed")
         mechanism = parse_mechanism(self.mechanism, self.attribute)
         if mechanism is Mechanism.GAUSSIAN:
             raise InvalidArgument(f"{self.attribute}: the gaussian mechanism is for identity only")
@@ -171,14 +171,14 @@ class IdentitySpend:
         object.__setattr__(self, "delta", require_delta(self.delta, IDENTITY))
         nm = float(self.noise_multiplier)
         if not math.isfinite(nm) or nm <= 0:
-            raise InvalidArgument(f"identity: noise multiplier must be finite and > 0, got {nm!r}")
+            raise InvalidArgument(f"identity: noise multiplier must be finite and > 0, got {quoted(nm)}")
         object.__setattr__(self, "noise_multiplier", nm)
 
     @classmethod
     def from_sigma(cls, epsilon: float, delta: float, sigma: float, clip_norm: float) -> IdentitySpend:
         """From the mechanism's noise sigma and the clipping norm C of the latent."""
         if not (math.isfinite(clip_norm) and clip_norm > 0):
-            raise InvalidArgument(f"identity: clip norm must be finite and > 0, got {clip_norm!r}")
+            raise InvalidArgument(f"identity: clip norm must be finite and > 0, got {quoted(clip_norm)}")
         return cls(epsilon, delta, sigma / clip_norm)
 
     def event(self) -> LedgerEvent:
@@ -196,7 +196,7 @@ class ReleaseSpend:
 
     def __post_init__(self) -> None:
         if not self.receipt_id or len(self.receipt_id) > 128:
-            raise InvalidArgument(f"receipt id must be 1..128 characters, got {self.receipt_id!r}")
+            raise InvalidArgument(f"receipt id must be 1..128 characters, got {quoted(self.receipt_id)}")
         object.__setattr__(self, "attributes", tuple(self.attributes))
         names = [a.attribute for a in self.attributes]
         if len(set(names)) != len(names):

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from veil.errors import InvalidArgument
+from veil.errors import InvalidArgument, quoted
 from veil.ledger import IDENTITY, LedgerEvent, Mechanism, ReleaseSpend, require_epsilon
 from veil.ledger.events import parse_mechanism
 
@@ -39,13 +39,13 @@ class ReleaseState(str, enum.Enum):
 
 def require_sha256(value: str, what: str) -> str:
     if not isinstance(value, str) or not _SHA256.fullmatch(value):
-        raise InvalidArgument(f"{what}: expected a lowercase hex sha256, got {value!r}")
+        raise InvalidArgument(f"{what}: expected a lowercase hex sha256, got {quoted(value)}")
     return value
 
 
 def require_id(value: str, what: str, max_len: int = 128) -> str:
     if not isinstance(value, str) or not value or len(value) > max_len or not value.isprintable():
-        raise InvalidArgument(f"{what} must be 1..{max_len} printable characters, got {value!r}")
+        raise InvalidArgument(f"{what} must be 1..{max_len} printable characters, got {quoted(value)}")
     return value
 
 
@@ -93,14 +93,14 @@ class PrivacySettings:
     def __post_init__(self) -> None:
         eps = {str(k): require_epsilon(v, k) for k, v in dict(self.attribute_epsilon).items()}
         if IDENTITY in eps:
-            raise InvalidArgument(f"{IDENTITY!r} is not an attribute; use identity_epsilon")
+            raise InvalidArgument(f"{quoted(IDENTITY)} is not an attribute; use identity_epsilon")
         object.__setattr__(self, "attribute_epsilon", dict(sorted(eps.items())))
         identity = float(self.identity_epsilon)
         if identity != 0:
             identity = require_epsilon(identity, IDENTITY)
         object.__setattr__(self, "identity_epsilon", identity)
         if not (math.isfinite(self.rho) and 0 <= self.rho <= 1):
-            raise InvalidArgument(f"rho must be in [0, 1], got {self.rho!r}")
+            raise InvalidArgument(f"rho must be in [0, 1], got {quoted(self.rho)}")
         if not -1 <= self.level <= MAX_LEVEL:
             raise InvalidArgument(f"level must be in 0..{MAX_LEVEL} (or -1: explicit), got {self.level}")
         object.__setattr__(self, "mechanism", parse_mechanism(self.mechanism, "attribute mechanism"))

@@ -344,6 +344,22 @@ def test_no_secret_is_committed_and_every_referenced_key_is_in_the_example(rende
     assert secret_files == [Path("deploy/k8s/secret.example.yaml")]
 
 
+
+def test_internal_services_need_the_shared_secret_and_the_gateway_presents_it(objects):
+    """Gateway, anonymizer and unlearner read VEIL_INTERNAL_TOKEN_FILE from the one Secret
+    veil-internal-token, mounted read-only: no pod but the gateway's can act for a tenant."""
+    for service in ("gateway", "anonymizer", "unlearner"):
+        pod = pod_template(service_deployment(objects, service))["spec"]
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        main = pod["containers"][0]
+        path = env_of(main)["VEIL_INTERNAL_TOKEN_FILE"]["value"]
+        mounts = [m for m in main.get("volumeMounts", []) if path.startswith(m["mountPath"].rstrip("/") + "/")]
+        assert len(mounts) == 1 and mounts[0].get("readOnly") is True, service
+        secret = volumes[mounts[0]["name"]]["secret"]
+        assert secret["secretName"] == "veil-internal-token", service
+        assert path.rsplit("/", 1)[1] == "token" and secret.get("defaultMode", 0o644) & 0o007 == 0, service
+
+
 # --- migrations ---------------------------------------------------------------------------------
 
 def test_migrations_run_in_jobs_and_deployments_only_wait_for_them(objects):

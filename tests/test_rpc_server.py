@@ -15,11 +15,12 @@ import pytest
 from fixtures_store import free_port
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from rpc_servicer import ACTION_KEY, CRASH_DETAIL, serving
+from rpc_servicer import ACTION_KEY, CRASH_DETAIL, servicers, serving
 
 from veil.errors import quoted
 from veil.log import JsonFormatter
-from veil.rpc import ChannelConfig, open_channel
+from veil.rpc import ChannelConfig, ServerConfig, VeilServer, open_channel
+from veil.rpc.internal import InternalCallerInterceptor, presenting
 from veil.v1 import anonymizer_pb2, anonymizer_pb2_grpc, common_pb2, gateway_pb2, gateway_pb2_grpc
 
 ANONYMIZER = "veil.v1.Anonymizer"
@@ -366,3 +367,47 @@ def test_quoted_keeps_a_short_prefix() -> None:
     assert quoted("a" * 65536) == "'" + "a" * 100 + "'... (65536 characters)"
     assert quoted(b"\x00" * 100, limit=4) == "b'\\x00\\x00\\x00\\x00'... (100 bytes)"
     assert quoted(None) == "None"
+
+
+def test_tenant_header_honoured_only_with_the_internal_secret_on_all_four_arities() -> None:
+    secret = "s3cret-" * 6
+    tenant = (("x-veil-tenant", "dev"),)
+
+    async def outcomes(ch: grpc.aio.Channel) -> list[grpc.StatusCode]:
+        anonymizer = anonymizer_pb2_grpc.AnonymizerStub(ch)
+        gateway = gateway_pb2_grpc.GatewayStub(ch)
+        calls = [lambda: anonymizer.GetModelInfo(anonymizer_pb2.GetModelInfoRequest(), metadata=tenant),
+                 lambda: gateway.UploadImage(iter([]), metadata=tenant)]
+        streams = [lambda: anonymizer.Anonymize(anonymizer_pb2.AnonymizeRequest(), metadata=tenant),
+                   lambda: anonymizer.AnonymizeUpload(iter([]), metadata=tenant)]
+        codes = []
+        for make in [*calls, *streams]:
+            try:
+                call = make()
+                if hasattr(call, "__aiter__"):
+                    _ = [m async for m in call]
+                else:
+                    await call
+                codes.append(grpc.StatusCode.OK)
+            except grpc.aio.AioRpcError as exc:
+                codes.append(exc.code())
+        return codes
+
+    async def scenario() -> None:
+        server = VeilServer(ServerConfig(grpc_address="127.0.0.1:0", metrics_port=0), servicers(),
+                            interceptors=[InternalCallerInterceptor(secret)])
+        await server.start()
+        try:
+            target = f"127.0.0.1:{server.port}"
+            async with open_channel(target) as ch:
+                assert await outcomes(ch) == [grpc.StatusCode.UNAUTHENTICATED] * 4
+                # Without a tenant the call acts for no one and passes.
+                assert (await anonymizer_pb2_grpc.AnonymizerStub(ch).GetModelInfo(
+                    anonymizer_pb2.GetModelInfoRequest())).model_version
+            async with open_channel(target, interceptors=presenting("wrong-" * 8)) as ch:
+                assert await outcomes(ch) == [grpc.StatusCode.UNAUTHENTICATED] * 4
+            async with open_channel(target, interceptors=presenting(secret)) as ch:
+                assert await outcomes(ch) == [grpc.StatusCode.OK] * 4
+        finally:
+            await server.stop(0)
+    run(scenario())

@@ -29,7 +29,7 @@ from veil.config import from_env
 from veil.db import DatabaseConfig, schema_state
 from veil.errors import ConfigError
 from veil.log import setup_logging
-from veil.rpc import ChannelConfig, ServerConfig, VeilServer, open_channel, run_service
+from veil.rpc import ChannelConfig, InternalAuthConfig, ServerConfig, VeilServer, open_channel, run_service
 from veil.sessions import SERVICE, GatewayState
 from veil.store import StoreConfig, open_store
 from veil.v1 import gateway_pb2_grpc
@@ -56,6 +56,7 @@ async def main() -> None:
     setup_logging(server_config.log_level)
     config = GatewayConfig.load()
     channels = ChannelConfig.load()
+    present_secret = InternalAuthConfig.load().client_interceptors()
     tokens = TenantTokens(config.tenant_tokens_file)
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="gateway"))
@@ -63,13 +64,13 @@ async def main() -> None:
     store = open_store(from_env(StoreConfig))
     await asyncio.to_thread(store.ensure_bucket)
 
-    anonymizer_channel = open_channel(config.anonymizer_target, channels)
+    anonymizer_channel = open_channel(config.anonymizer_target, channels, present_secret)
     anonymizer = AnonymizerClient(anonymizer_channel, config.anonymizer_timeout_seconds)
     unlearner_channel = unlearner = None
     if config.unlearner_target is None:
         log.warning("VEIL_UNLEARNER_TARGET is unset: no model is updated after a release")
     else:
-        unlearner_channel = open_channel(config.unlearner_target, channels)
+        unlearner_channel = open_channel(config.unlearner_target, channels, present_secret)
         unlearner = UnlearnerClient(unlearner_channel, config.unlearner_timeout_seconds,
                                     config.unlearning_method)
     events = SessionEvents()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,13 +86,16 @@ def channel_credentials(config: ChannelConfig) -> grpc.ChannelCredentials | None
         certificate_chain=Path(config.tls_cert_file).read_bytes() if config.tls_cert_file else None)
 
 
-def open_channel(target: str, config: ChannelConfig | None = None) -> grpc.aio.Channel:
+def open_channel(target: str, config: ChannelConfig | None = None,
+                 interceptors: Sequence[grpc.aio.ClientInterceptor] = ()) -> grpc.aio.Channel:
     """An aio channel to `target` (host:port); secure when the config names a CA."""
     config = config or ChannelConfig()
     credentials = channel_credentials(config)
     if credentials is None:
-        return grpc.aio.insecure_channel(target, options=channel_options(config))
-    return grpc.aio.secure_channel(target, credentials, options=channel_options(config))
+        return grpc.aio.insecure_channel(target, options=channel_options(config),
+                                         interceptors=list(interceptors))
+    return grpc.aio.secure_channel(target, credentials, options=channel_options(config),
+                                   interceptors=list(interceptors))
 
 
 def open_sync_channel(target: str, config: ChannelConfig | None = None) -> grpc.Channel:

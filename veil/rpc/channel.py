@@ -70,7 +70,9 @@ def channel_options(config: ChannelConfig) -> list[tuple[str, Any]]:
         ("grpc.max_send_message_length", config.max_message_bytes),
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.keepalive_time_ms", int(config.keepalive_seconds * 1000)),
-        ("grpc.keepalive_timeout_ms", 10_000),
+        # A live peer acks a ping within milliseconds; a hung one (stopped, deadlocked) is
+        # declared gone, failing its open calls with UNAVAILABLE, 5 s after a ping.
+        ("grpc.keepalive_timeout_ms", 5_000),
         ("grpc.enable_retries", 1),
         ("grpc.service_config", service_config(config)),
     ]

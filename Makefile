@@ -8,7 +8,7 @@ TORCH_VERSION := 2.13.0
 PROTOS := $(wildcard protos/veil/v1/*.proto)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup proto test demo run bench eval train lint k8s-validate lock clean
+.PHONY: setup proto test soak demo run bench eval train lint k8s-validate lock clean
 
 setup: $(STAMP)
 
@@ -24,7 +24,10 @@ proto: $(STAMP)
 	$(PY) -m veil.protogen
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -m "not soak" tests
+
+soak: $(STAMP)
+	$(PY) -m pytest -q -m soak tests
 
 demo: $(STAMP)
 	$(PY) -m veil.demo --out out

@@ -6,6 +6,7 @@ RPC arities. They implement no product feature. Behaviour is steered by `x-test-
     midstream:<ErrorName> (Anonymize) the same, after the first streamed message
     crash                raise RuntimeError with a detail that must not reach the client
     fail:<n>:<key>       fail with Unavailable the first n calls that carry <key>
+    echo:<n>             raise InvalidArgument echoing n characters unquoted (an unbounded message)
 
 Run as a script it serves them with ServerConfig from the environment and prints
 "READY <port> <metrics_port>" once serving (used by the subprocess tests).
@@ -48,6 +49,8 @@ class TestOnlyAnonymizer(anonymizer_pb2_grpc.AnonymizerServicer):
         kind, arg = self._action(context)
         if kind == "raise":
             raise getattr(errors, arg)(f"{arg} raised by the test servicer")
+        if kind == "echo":
+            raise errors.InvalidArgument(f"cannot use {'a' * int(arg)}")
         if kind == "crash":
             raise RuntimeError(CRASH_DETAIL)
         if kind == "fail":

@@ -12,6 +12,7 @@ from PIL import Image
 
 from veil.errors import InvalidArgument
 from veil.images import decode_image, encode_png
+from veil.unlearning.dataset import decode_image as dataset_decode_image
 
 
 def png_header_only(width: int, height: int) -> bytes:
@@ -56,3 +57,11 @@ def test_gif_and_grey_refused() -> None:
     Image.new("L", (4, 4)).save(buffer, format="PNG")
     with pytest.raises(InvalidArgument, match="mode L; expected RGB"):
         decode_image(buffer.getvalue())
+
+
+@pytest.mark.parametrize("decode", [decode_image, lambda data: dataset_decode_image(data, "upload")])
+def test_unreadable_bytes_are_refused_without_python_object_addresses(decode) -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        decode(b"these bytes are no image at all")
+    assert "not a readable" in str(refused.value)
+    assert " at 0x" not in str(refused.value) and "BytesIO" not in str(refused.value)

@@ -177,8 +177,12 @@ def test_grpc_services_have_native_grpc_probes_and_agree_on_ports(objects):
         for probe_name in ("startupProbe", "readinessProbe", "livenessProbe"):
             probe = main.get(probe_name, {})
             assert probe.get("grpc", {}).get("port") == grpc_port, f"{service} {probe_name}"
-        for probe_name in ("startupProbe", "readinessProbe"):
-            assert main[probe_name]["grpc"]["service"] == f"veil.v1.{proto_name}", service
+        assert main["readinessProbe"]["grpc"]["service"] == f"veil.v1.{proto_name}", service
+        # The gateway's service entry follows the anonymizer (readiness); it has started once it
+        # serves at all, or an anonymizer loading its model would get it restarted.
+        started = "" if service == "gateway" else f"veil.v1.{proto_name}"
+        assert main["startupProbe"]["grpc"].get("service", "") == started, service
+        assert main["livenessProbe"]["grpc"].get("service", "") == "", service
         startup = main["startupProbe"]
         budget = startup.get("periodSeconds", 10) * startup.get("failureThreshold", 3)
         assert budget >= (600 if service == "anonymizer" else 180), f"{service}: startup budget {budget}s"
@@ -342,6 +346,22 @@ def test_no_secret_is_committed_and_every_referenced_key_is_in_the_example(rende
         if any(d.get("kind") == "Secret" for d in docs):
             secret_files.append(path.relative_to(ROOT))
     assert secret_files == [Path("deploy/k8s/secret.example.yaml")]
+
+
+
+def test_internal_services_need_the_shared_secret_and_the_gateway_presents_it(objects):
+    """Gateway, anonymizer and unlearner read VEIL_INTERNAL_TOKEN_FILE from the one Secret
+    veil-internal-token, mounted read-only: no pod but the gateway's can act for a tenant."""
+    for service in ("gateway", "anonymizer", "unlearner"):
+        pod = pod_template(service_deployment(objects, service))["spec"]
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        main = pod["containers"][0]
+        path = env_of(main)["VEIL_INTERNAL_TOKEN_FILE"]["value"]
+        mounts = [m for m in main.get("volumeMounts", []) if path.startswith(m["mountPath"].rstrip("/") + "/")]
+        assert len(mounts) == 1 and mounts[0].get("readOnly") is True, service
+        secret = volumes[mounts[0]["name"]]["secret"]
+        assert secret["secretName"] == "veil-internal-token", service
+        assert path.rsplit("/", 1)[1] == "token" and secret.get("defaultMode", 0o644) & 0o007 == 0, service
 
 
 # --- migrations ---------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import grpc
 import pytest
 
 from services.anonymizer import config as anonymizer_config
@@ -22,6 +23,7 @@ from veil.client import GatewayClient
 from veil.errors import FailedPrecondition
 from veil.localrun import DEV_TENANT, ROOT, SERVICES, dev_token, scrape_metrics
 from veil.rpc.config import parse_address
+from veil.v1 import anonymizer_pb2, anonymizer_pb2_grpc, unlearner_pb2, unlearner_pb2_grpc
 
 
 def test_default_ports_are_the_services_own() -> None:
@@ -60,6 +62,33 @@ def _refuses(target: str) -> bool:
         return True
 
 
+def assert_internal_services_need_the_secret(var: Path, internal_targets: list[str]) -> None:
+    """Another local process naming tenant dev is refused by the anonymizer and the unlearner;
+    with the secret of the launcher's state folder (owner-only) it is served."""
+    secret_file = var / "internal.token"
+    assert secret_file.stat().st_mode & 0o777 == 0o600
+    secret = secret_file.read_text().strip()
+    assert len(secret) >= 32
+    anonymizer_target, unlearner_target = internal_targets
+    calls = {
+        anonymizer_target: lambda ch, md: list(anonymizer_pb2_grpc.AnonymizerStub(ch).Anonymize(
+            anonymizer_pb2.AnonymizeRequest(), metadata=md, timeout=10)),
+        unlearner_target: lambda ch, md: unlearner_pb2_grpc.UnlearnerStub(ch).ListModels(
+            unlearner_pb2.ListModelsRequest(), metadata=md, timeout=10),
+    }
+    for target, call in calls.items():
+        with grpc.insecure_channel(target) as channel:
+            for metadata in ([("x-veil-tenant", DEV_TENANT)],
+                             [("x-veil-tenant", DEV_TENANT), ("x-veil-internal-token", "guess")]):
+                with pytest.raises(grpc.RpcError) as refused:
+                    call(channel, metadata)
+                assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, target
+            try:
+                call(channel, [("x-veil-tenant", DEV_TENANT), ("x-veil-internal-token", secret)])
+            except grpc.RpcError as exc:  # the request itself may be refused, the caller is not
+                assert exc.code() != grpc.StatusCode.UNAUTHENTICATED, (target, exc.details())
+
+
 def test_run_serves_until_sigterm(tiny_model_dir: Path, tmp_path: Path, face_png) -> None:
     var = tmp_path / "var"
     process = subprocess.Popen(
@@ -91,8 +120,12 @@ def test_run_serves_until_sigterm(tiny_model_dir: Path, tmp_path: Path, face_png
             image = client.upload_image(face_png[0], subject_id="alice")
             assert (var / "objects" / image.object.bucket / "tenants" / DEV_TENANT).is_dir()
             assert list(client.list_sessions()) == []
+            # The gateway presents the run's internal secret: a round is generated.
+            session = client.create_session("alice", image, protect=["Male"], candidates=2)
+            assert session.session_id
         for url in metrics_urls:
             assert scrape_metrics(url)[("veil_gpu_available", ())] == 0.0
+        assert_internal_services_need_the_secret(var, targets[:2])
 
         process.send_signal(signal.SIGTERM)
         rest = process.communicate(timeout=90)[0]

@@ -15,10 +15,12 @@ import pytest
 from fixtures_store import free_port
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from rpc_servicer import ACTION_KEY, CRASH_DETAIL, serving
+from rpc_servicer import ACTION_KEY, CRASH_DETAIL, servicers, serving
 
+from veil.errors import quoted
 from veil.log import JsonFormatter
-from veil.rpc import ChannelConfig, open_channel
+from veil.rpc import ChannelConfig, ServerConfig, VeilServer, open_channel
+from veil.rpc.internal import InternalCallerInterceptor, presenting
 from veil.v1 import anonymizer_pb2, anonymizer_pb2_grpc, common_pb2, gateway_pb2, gateway_pb2_grpc
 
 ANONYMIZER = "veil.v1.Anonymizer"
@@ -284,3 +286,128 @@ def test_channel_retries_unavailable() -> None:
                 assert failure.value.details() == "attempt 2 of b fails"
     run(scenario())
 
+
+
+def raw_call(ch: grpc.aio.Channel, method: str, kind: str, payload: bytes):
+    """`method` called with `payload` as the request bytes (identity serializers)."""
+    identity = dict(request_serializer=lambda b: b, response_deserializer=lambda b: b)
+    if kind == "unary":
+        return ch.unary_unary(method, **identity)(payload)
+    if kind == "client_stream":
+        return ch.stream_unary(method, **identity)(iter([payload]))
+    return ch.stream_stream(method, **identity)(iter([payload]))
+
+
+UNDECODABLE = b"\xff\xff\xff\xff"  # field 31, wire type 7: no protobuf message parses this
+
+
+@pytest.mark.parametrize(("method", "kind"), [
+    ("/veil.v1.Anonymizer/GetModelInfo", "unary"),
+    ("/veil.v1.Gateway/UploadImage", "client_stream"),
+    ("/veil.v1.Anonymizer/AnonymizeUpload", "bidi_stream"),
+])
+def test_undecodable_requests_are_invalid_argument_counted_and_logged_once_without_traceback(
+        method: str, kind: str) -> None:
+    records = io.StringIO()
+    handler = logging.StreamHandler(records)
+    handler.setFormatter(JsonFormatter())
+    loggers = [logging.getLogger(name) for name in ("veil.rpc", "grpc")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    port = free_port()
+    service, name = method.lstrip("/").split("/")
+    labels = {"grpc_service": service, "grpc_method": name, "grpc_type": kind}
+
+    async def scenario() -> tuple[str, str]:
+        async with serving(metrics_port=port, metrics_host="127.0.0.1") as server, channel(server.port) as ch:
+            scrape = f"http://127.0.0.1:{port}/metrics"
+            before = await asyncio.to_thread(lambda: urllib.request.urlopen(scrape, timeout=10).read().decode())
+            call = raw_call(ch, method, kind, UNDECODABLE)
+            with pytest.raises(grpc.aio.AioRpcError) as failure:
+                if kind == "bidi_stream":
+                    _ = [m async for m in call]
+                else:
+                    await call
+            assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert failure.value.details().startswith(f"undecodable {name} request")
+            after = await asyncio.to_thread(lambda: urllib.request.urlopen(scrape, timeout=10).read().decode())
+            # The server keeps serving.
+            assert (await anonymizer_pb2_grpc.AnonymizerStub(ch).GetModelInfo(
+                anonymizer_pb2.GetModelInfoRequest())).model_version
+            return before, after
+    try:
+        before, after = run(scenario())
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+    counted = (metric_value(after, "veil_grpc_server_handled_total", **labels, grpc_code="INVALID_ARGUMENT")
+               - metric_value(before, "veil_grpc_server_handled_total", **labels, grpc_code="INVALID_ARGUMENT"))
+    assert counted == 1
+    lines = [json.loads(line) for line in records.getvalue().splitlines()]
+    assert [line["level"] for line in lines if line["level"] in ("warning", "error", "critical")] == ["warning"]
+    assert "Traceback" not in records.getvalue()
+
+
+def test_status_messages_are_bounded_whatever_a_servicer_echoes() -> None:
+    async def scenario() -> None:
+        async with serving() as server, channel(server.port) as ch:
+            with pytest.raises(grpc.aio.AioRpcError) as failure:
+                await anonymizer_pb2_grpc.AnonymizerStub(ch).GetModelInfo(
+                    anonymizer_pb2.GetModelInfoRequest(), metadata=action("echo:65536"))
+            # Not RESOURCE_EXHAUSTED about the trailing metadata's size: the caller's error, cut short.
+            assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert failure.value.details().startswith("cannot use aaaa")
+            assert failure.value.details().endswith("(message cut at 1000 of 65547 characters)")
+            assert len(failure.value.details()) < 1100
+    run(scenario())
+
+
+def test_quoted_keeps_a_short_prefix() -> None:
+    assert quoted("cap-x") == "'cap-x'"
+    assert quoted("a" * 65536) == "'" + "a" * 100 + "'... (65536 characters)"
+    assert quoted(b"\x00" * 100, limit=4) == "b'\\x00\\x00\\x00\\x00'... (100 bytes)"
+    assert quoted(None) == "None"
+
+
+def test_tenant_header_honoured_only_with_the_internal_secret_on_all_four_arities() -> None:
+    secret = "s3cret-" * 6
+    tenant = (("x-veil-tenant", "dev"),)
+
+    async def outcomes(ch: grpc.aio.Channel) -> list[grpc.StatusCode]:
+        anonymizer = anonymizer_pb2_grpc.AnonymizerStub(ch)
+        gateway = gateway_pb2_grpc.GatewayStub(ch)
+        calls = [lambda: anonymizer.GetModelInfo(anonymizer_pb2.GetModelInfoRequest(), metadata=tenant),
+                 lambda: gateway.UploadImage(iter([]), metadata=tenant)]
+        streams = [lambda: anonymizer.Anonymize(anonymizer_pb2.AnonymizeRequest(), metadata=tenant),
+                   lambda: anonymizer.AnonymizeUpload(iter([]), metadata=tenant)]
+        codes = []
+        for make in [*calls, *streams]:
+            try:
+                call = make()
+                if hasattr(call, "__aiter__"):
+                    _ = [m async for m in call]
+                else:
+                    await call
+                codes.append(grpc.StatusCode.OK)
+            except grpc.aio.AioRpcError as exc:
+                codes.append(exc.code())
+        return codes
+
+    async def scenario() -> None:
+        server = VeilServer(ServerConfig(grpc_address="127.0.0.1:0", metrics_port=0), servicers(),
+                            interceptors=[InternalCallerInterceptor(secret)])
+        await server.start()
+        try:
+            target = f"127.0.0.1:{server.port}"
+            async with open_channel(target) as ch:
+                assert await outcomes(ch) == [grpc.StatusCode.UNAUTHENTICATED] * 4
+                # Without a tenant the call acts for no one and passes.
+                assert (await anonymizer_pb2_grpc.AnonymizerStub(ch).GetModelInfo(
+                    anonymizer_pb2.GetModelInfoRequest())).model_version
+            async with open_channel(target, interceptors=presenting("wrong-" * 8)) as ch:
+                assert await outcomes(ch) == [grpc.StatusCode.UNAUTHENTICATED] * 4
+            async with open_channel(target, interceptors=presenting(secret)) as ch:
+                assert await outcomes(ch) == [grpc.StatusCode.OK] * 4
+        finally:
+            await server.stop(0)
+    run(scenario())

@@ -28,10 +28,8 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-import grpc
-
 from veil.config import env_field, from_env
-from veil.errors import DataLoss, InvalidArgument
+from veil.errors import DataLoss, InvalidArgument, quoted
 from veil.privacy import ATTRIBUTE_MECHANISMS
 from veil.privacy.convert import mechanism_to_proto
 from veil.rpc import ChannelConfig, open_sync_channel
@@ -121,7 +119,7 @@ class GatewayClient:
                                      timeout=self.deadlines.download, metadata=self._metadata)
         data = b"".join(chunk.data for chunk in chunks)
         if ref.sha256 and hashlib.sha256(data).hexdigest() != ref.sha256:
-            raise DataLoss(f"download of {ref.key!r}: content does not match sha256 {ref.sha256}")
+            raise DataLoss(f"download of {quoted(ref.key)}: content does not match sha256 {ref.sha256}")
         if path is not None:
             _write_atomically(path, data)
         return data
@@ -159,7 +157,7 @@ class GatewayClient:
         """`kind`: "more" or "less" (a new round), "eps" (a new round at `epsilon`, keys the
         protected attributes and "identity"), "accept" (release `candidate` of the latest round)."""
         if kind not in FEEDBACK_KINDS:
-            raise InvalidArgument(f"feedback must be one of {', '.join(FEEDBACK_KINDS)}, got {kind!r}")
+            raise InvalidArgument(f"feedback must be one of {', '.join(FEEDBACK_KINDS)}, got {quoted(kind)}")
         request = gateway_pb2.FeedbackRequest(
             request_id=request_id or uuid.uuid4().hex, session_id=session_id,
             kind=FEEDBACK_KINDS[kind], candidate=candidate, epsilon=dict(epsilon or {}))

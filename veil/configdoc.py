@@ -40,7 +40,7 @@ def components() -> list[Component]:
     from veil.client import ClientConfig
     from veil.db import DatabaseConfig
     from veil.ledger import LedgerConfig
-    from veil.rpc import ChannelConfig, ServerConfig
+    from veil.rpc import ChannelConfig, InternalAuthConfig, ServerConfig
     from veil.sessions import ControllerConfig, IdempotencyConfig, RetentionConfig
     from veil.store import StoreConfig
 
@@ -49,12 +49,13 @@ def components() -> list[Component]:
 
     return [
         Component("gateway", [server(gateway), (gateway.GatewayConfig, {}), (ChannelConfig, {}),
+                              (InternalAuthConfig, {}),
                               (DatabaseConfig, {}), (LedgerConfig, {}), (ControllerConfig, {}),
                               (IdempotencyConfig, {}), (RetentionConfig, {}), (StoreConfig, {})]),
         Component("anonymizer", [server(anonymizer), (anonymizer.AnonymizerConfig, {}),
-                                 (StoreConfig, {})]),
+                                 (InternalAuthConfig, {}), (StoreConfig, {})]),
         Component("unlearner", [server(unlearner), (unlearner.UnlearnerConfig, {}),
-                                (DatabaseConfig, {}), (StoreConfig, {})]),
+                                (InternalAuthConfig, {}), (DatabaseConfig, {}), (StoreConfig, {})]),
         Component("veil (CLI)", [(ClientConfig, {}), (ChannelConfig, {}), (StoreConfig, {})]),
         Component("veil.db (migrations)", [(DatabaseConfig, {})]),
     ]

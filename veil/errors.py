@@ -54,3 +54,15 @@ class Aborted(VeilError):
 
 class ConfigError(VeilError):
     """A configuration value is missing or invalid; services exit at start-up with its message."""
+
+
+QUOTE_LIMIT = 100  # whole object keys and digests, a prefix of anything longer
+
+
+def quoted(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """repr() of a caller's value for an error message, cut to its first `limit` characters (or
+    bytes): messages travel back in a status trailer, and a long echo would only hide the error."""
+    if isinstance(value, (str, bytes)) and len(value) > limit:
+        unit = "characters" if isinstance(value, str) else "bytes"
+        return f"{value[:limit]!r}... ({len(value)} {unit})"
+    return repr(value)

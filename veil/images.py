@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from veil.errors import InvalidArgument
+from veil.errors import InvalidArgument, quoted
 
 CONTENT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg"}
 MAX_SIDE = 4096
@@ -25,7 +25,7 @@ def decode_image(data: bytes, expected_size: int | None = None, content_type: st
     if not data:
         raise InvalidArgument(f"{what}: empty")
     if content_type is not None and content_type not in CONTENT_TYPES.values():
-        raise InvalidArgument(f"{what}: content type {content_type!r} is not supported; "
+        raise InvalidArgument(f"{what}: content type {quoted(content_type)} is not supported; "
                               f"use {' or '.join(CONTENT_TYPES.values())}")
     try:
         with warnings.catch_warnings():
@@ -46,7 +46,9 @@ def decode_image(data: bytes, expected_size: int | None = None, content_type: st
         raise
     except Image.DecompressionBombError:
         raise InvalidArgument(f"{what}: larger than {MAX_SIDE}x{MAX_SIDE}") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except UnidentifiedImageError:  # its message names the BytesIO object and its address
+        raise InvalidArgument(f"{what}: not a readable PNG or JPEG (format not recognised)") from None
+    except (OSError, ValueError, SyntaxError) as exc:
         raise InvalidArgument(f"{what}: not a readable PNG or JPEG ({type(exc).__name__}: {exc})") from None
     if img.mode != "RGB":
         raise InvalidArgument(f"{what}: mode {img.mode}; expected RGB (8-bit, 3 channels)")

@@ -3,7 +3,10 @@
 The embedded default is a local-directory object store (`<var>/objects`), one SQLite database
 per service (`<var>/gateway.db`, `<var>/unlearner.db`; each service owns its tables, see
 veil.db), a tenant token file (`<var>/tokens.json`, one dev token for tenant "dev", kept across
-runs so `VEIL_TOKEN` stays valid) and the shipped model `models/diffae-synth32`. Start-up
+runs so `VEIL_TOKEN` stays valid), a secret shared by the gateway and the internal services
+(`<var>/internal.token`, owner-only, new each run: the anonymizer and the unlearner act for a
+tenant only on calls presenting it, see veil.rpc.internal) and the shipped model
+`models/diffae-synth32`. Start-up
 migrates both databases (`python -m veil.db migrate --service ...`, as the migration Job does),
 starts the services as subprocesses (logs in `<var>/logs/`), waits until each reports SERVING
 and prints the targets, the token and the /metrics URLs. Ctrl-C or SIGTERM stops them
@@ -182,6 +185,22 @@ class ServiceProcess:
         return self.metrics().get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+def write_owner_only(path: Path, text: str) -> None:
+    """`text` in `path`, readable by this user only from the start (written aside, then renamed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.unlink(missing_ok=True)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.replace(partial, path)
+
+
+def new_internal_secret(path: Path) -> None:
+    """A fresh random secret for the gateway and the internal services (veil.rpc.internal)."""
+    write_owner_only(path, secrets.token_urlsafe(32) + "\n")
+
+
 def dev_token(tokens_file: Path) -> str:
     """The token of tenant "dev" in `tokens_file`, written (owner-only) when there is none."""
     tokens: dict[str, str] = {}
@@ -198,11 +217,7 @@ def dev_token(tokens_file: Path) -> str:
                 return token
     token = f"dev-{secrets.token_hex(16)}"
     tokens[token] = DEV_TENANT
-    tokens_file.parent.mkdir(parents=True, exist_ok=True)
-    partial = tokens_file.with_name(f".{tokens_file.name}.partial")
-    partial.write_text(json.dumps(tokens, indent=2) + "\n")
-    partial.chmod(0o600)
-    os.replace(partial, tokens_file)
+    write_owner_only(tokens_file, json.dumps(tokens, indent=2) + "\n")
     return token
 
 
@@ -226,12 +241,14 @@ class LocalServices:
         self.model_uri = model_uri or str(DEFAULT_MODEL_DIR)
         self.start_timeout = start_timeout
         self.tokens_file = self.var_dir / "tokens.json"
+        self.internal_secret_file = self.var_dir / "internal.token"
         self.token = ""
         self.processes: dict[str, ServiceProcess] = {}
         targets = {spec.name: (spec.grpc_port, spec.metrics_port) if ports == "default"
                    else (free_port(), free_port()) for spec in SERVICES}
         common = {"VEIL_STORE_BACKEND": "local", "VEIL_STORE_ROOT": str(self.var_dir / "objects"),
-                  "VEIL_METRICS_HOST": "127.0.0.1", "VEIL_LOG_LEVEL": log_level}
+                  "VEIL_METRICS_HOST": "127.0.0.1", "VEIL_LOG_LEVEL": log_level,
+                  "VEIL_INTERNAL_TOKEN_FILE": str(self.internal_secret_file)}
         own = {
             "anonymizer": {"VEIL_MODEL_URI": self.model_uri,
                            "VEIL_MODEL_CACHE_DIR": str(self.var_dir / "model-cache")},
@@ -279,12 +296,13 @@ class LocalServices:
                 raise FailedPrecondition(f"migrating {spec.name} failed: {result.stderr.strip()}")
 
     def start(self) -> LocalServices:
-        """Migrate, write the token file, start every service and wait until all serve; on any
-        failure the services already started are stopped again."""
+        """Migrate, write the token file and the internal secret, start every service and wait
+        until all serve; on any failure the services already started are stopped again."""
         (self.var_dir / "objects").mkdir(parents=True, exist_ok=True)
         try:
             self.migrate()
             self.token = dev_token(self.tokens_file)
+            new_internal_secret(self.internal_secret_file)
             for process in self.processes.values():
                 process.spawn()
             for process in self.processes.values():

@@ -9,7 +9,7 @@ from services.anonymizer.app import start
 from services.anonymizer.config import GRPC_ADDRESS, METRICS_PORT, AnonymizerConfig
 from veil.config import from_env
 from veil.log import setup_logging
-from veil.rpc import ServerConfig, run_service
+from veil.rpc import InternalAuthConfig, ServerConfig, run_service
 from veil.store import StoreConfig, open_store
 
 
@@ -17,10 +17,11 @@ async def main() -> None:
     server_config = ServerConfig.load(grpc_address=GRPC_ADDRESS, metrics_port=METRICS_PORT)
     setup_logging(server_config.log_level)
     config = AnonymizerConfig.load()
+    internal_auth = InternalAuthConfig.load().server_interceptors()
     store_config = from_env(StoreConfig)
     store = open_store(store_config)
     await asyncio.to_thread(store.ensure_bucket)
-    app = await start(config, server_config, store, store_config)
+    app = await start(config, server_config, store, store_config, internal_auth)
     await app.server.wait_for_termination()
     await app.batcher.stop()
 

@@ -12,9 +12,11 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import torch
 
 from services.anonymizer.batcher import Batcher
@@ -66,10 +68,12 @@ class AnonymizerApp:
 
 
 async def start(config: AnonymizerConfig, server_config: ServerConfig, store: ObjectStore,
-                store_config: StoreConfig) -> AnonymizerApp:
+                store_config: StoreConfig,
+                interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> AnonymizerApp:
     """Serve, load, then report SERVING; ConfigError (server stopped) when the model cannot load."""
     servicer = AnonymizerServicer(store, config)
-    server = VeilServer(server_config, [(anonymizer_pb2_grpc.add_AnonymizerServicer_to_server, servicer)])
+    server = VeilServer(server_config, [(anonymizer_pb2_grpc.add_AnonymizerServicer_to_server, servicer)],
+                        interceptors=interceptors)
     await server.start()
     try:
         anonymizer = await asyncio.to_thread(load_anonymizer, config, store_config)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from veil.errors import DataLoss, InvalidArgument, VeilError
+from veil.errors import DataLoss, InvalidArgument, VeilError, quoted
 from veil.images import decode_image
 from veil.store import DEFAULT_CONTENT_TYPE, ObjectInfo, ObjectStore, from_object_ref
 from veil.store.base import ContentDigest
@@ -30,9 +30,9 @@ def read_inputs(store: ObjectStore, refs: Sequence[common_pb2.ObjectRef], max_by
         wanted = from_object_ref(ref, store.bucket)
         info = store.stat(wanted.key)
         if info.size > max_bytes:
-            raise InvalidArgument(f"image {index} ({wanted.key!r}): {info.size} bytes, more than {max_bytes}")
+            raise InvalidArgument(f"image {index} ({quoted(wanted.key)}): {info.size} bytes, more than {max_bytes}")
         if ref.size and ref.size != info.size:
-            raise DataLoss(f"image {index} ({wanted.key!r}): stored object has {info.size} bytes, the ref says {ref.size}")
+            raise DataLoss(f"image {index} ({quoted(wanted.key)}): stored object has {info.size} bytes, the ref says {ref.size}")
         data = store.get(wanted.key, expected_sha256=wanted.sha256)
         content_type = ref.content_type or info.content_type
         images.append(InputImage(data, None if content_type == DEFAULT_CONTENT_TYPE else content_type,

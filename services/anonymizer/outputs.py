@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from veil.privacy import MAX_CANDIDATES
-from veil.errors import Aborted, InvalidArgument, VeilError
+from veil.errors import Aborted, InvalidArgument, VeilError, quoted
 from veil.store import ObjectInfo, ObjectStore, validate_key
 from veil.store.keys import MAX_KEY_BYTES
 
@@ -37,7 +37,7 @@ def output_prefix(prefix: str, tenant_prefix: str, images: int) -> str:
     prefix = validate_key(prefix.removesuffix("/"))
     longest = receipt_key(prefix, images - 1, MAX_CANDIDATES - 1)
     if len((tenant_prefix + longest).encode()) > MAX_KEY_BYTES:
-        raise InvalidArgument(f"output_prefix {prefix!r} is too long: keys under it must fit {MAX_KEY_BYTES} bytes")
+        raise InvalidArgument(f"output_prefix {quoted(prefix)} is too long: keys under it must fit {MAX_KEY_BYTES} bytes")
     return prefix
 
 

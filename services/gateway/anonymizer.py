@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import grpc
 from google.protobuf.json_format import MessageToDict
 
+from services.gateway.dependencies import NO_ANSWER, CircuitBreaker
 from services.gateway.downstream import downstream_error
 from services.gateway.metrics import ANONYMIZER_SECONDS
 from veil.errors import InvalidArgument, VeilError
@@ -25,6 +26,8 @@ from veil.store import object_ref
 from veil.v1 import anonymizer_pb2, anonymizer_pb2_grpc, common_pb2
 
 MODEL_INFO_TTL_SECONDS = 30.0
+# GetModelInfo does no work: an anonymizer that does not answer it within seconds is not answering.
+MODEL_INFO_TIMEOUT_SECONDS = 5.0
 
 ProgressFn = Callable[[common_pb2.Progress], None]
 
@@ -59,9 +62,13 @@ def to_candidate(event: anonymizer_pb2.Candidate) -> Candidate:
 
 
 class AnonymizerClient:
-    def __init__(self, channel: grpc.aio.Channel, timeout_seconds: float) -> None:
+    """Calls pass `breaker` (services.gateway.dependencies): while the anonymizer is down they
+    fail at once with UNAVAILABLE instead of waiting for their deadline."""
+
+    def __init__(self, channel: grpc.aio.Channel, timeout_seconds: float, breaker: CircuitBreaker) -> None:
         self._stub = anonymizer_pb2_grpc.AnonymizerStub(channel)
         self._timeout = timeout_seconds
+        self._breaker = breaker
         self._info: anonymizer_pb2.ModelInfo | None = None
         self._info_at = 0.0
         self._info_lock = asyncio.Lock()
@@ -71,12 +78,14 @@ class AnonymizerClient:
         model version shows within that)."""
         async with self._info_lock:
             if self._info is None or time.monotonic() - self._info_at > MODEL_INFO_TTL_SECONDS:
+                self._breaker.admit()
                 try:
                     self._info = await self._stub.GetModelInfo(
-                        anonymizer_pb2.GetModelInfoRequest(), timeout=min(self._timeout, 30.0),
-                        metadata=outgoing_metadata())
+                        anonymizer_pb2.GetModelInfoRequest(),
+                        timeout=min(self._timeout, MODEL_INFO_TIMEOUT_SECONDS), metadata=outgoing_metadata())
                 except grpc.aio.AioRpcError as exc:
-                    raise downstream_error("anonymizer", exc) from None
+                    raise self._failed(exc) from None
+                self._breaker.succeeded()
                 self._info_at = time.monotonic()
             return self._info
 
@@ -87,6 +96,7 @@ class AnonymizerClient:
             protect=list(request.protect), privacy=settings_to_proto(request.settings),
             candidates=request.candidates, seed=request.seed, output_prefix=request.output_prefix,
             subject_id=request.subject_id)
+        self._breaker.admit()
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         candidates: list[Candidate] = []
@@ -100,11 +110,20 @@ class AnonymizerClient:
                     on_progress(event.progress)
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
-            raise downstream_error("anonymizer", exc) from None
+            raise self._failed(exc) from None
         finally:
             ANONYMIZER_SECONDS.labels(code.name).observe(time.perf_counter() - started)
+        self._breaker.succeeded()
         candidates.sort(key=lambda c: c.index)
         if [c.index for c in candidates] != list(range(request.candidates)):
             raise VeilError(f"anonymizer returned candidates {[c.index for c in candidates]}, "
                             f"expected 0..{request.candidates - 1}")
         return candidates
+
+    def _failed(self, exc: grpc.aio.AioRpcError) -> VeilError:
+        """The call's error, after telling the breaker whether the anonymizer answered."""
+        if exc.code() in NO_ANSWER:
+            self._breaker.failed(f"a call failed with {exc.code().name}")
+        else:
+            self._breaker.succeeded()  # it answered, if only to refuse
+        return downstream_error("anonymizer", exc)

@@ -28,6 +28,18 @@ class GatewayConfig(EnvLoadable):
     anonymizer_timeout_seconds: float = env_field(
         "VEIL_ANONYMIZER_TIMEOUT_SECONDS", 300.0, min=1.0, max=3600.0,
         doc="deadline of one round's Anonymize call")
+    dependency_check_seconds: float = env_field(
+        "VEIL_DEPENDENCY_CHECK_SECONDS", 5.0, min=0.05, max=300.0,
+        doc="period of the anonymizer health check behind the gateway's readiness and circuit breaker")
+    dependency_check_timeout_seconds: float = env_field(
+        "VEIL_DEPENDENCY_CHECK_TIMEOUT_SECONDS", 2.0, min=0.05, max=60.0,
+        doc="an anonymizer not answering its health check within this is taken to be down")
+    anonymizer_breaker_failures: int = env_field(
+        "VEIL_ANONYMIZER_BREAKER_FAILURES", 3, min=1, max=100,
+        doc="consecutive anonymizer calls failing UNAVAILABLE or DEADLINE_EXCEEDED that open the circuit")
+    anonymizer_breaker_cooldown_seconds: float = env_field(
+        "VEIL_ANONYMIZER_BREAKER_COOLDOWN_SECONDS", 10.0, min=0.1, max=600.0,
+        doc="while the circuit is open, calls fail at once with UNAVAILABLE; after this one trial call passes")
     unlearner_timeout_seconds: float = env_field(
         "VEIL_UNLEARNER_TIMEOUT_SECONDS", 30.0, min=0.1, max=600.0,
         doc="deadline of one call to the unlearner")

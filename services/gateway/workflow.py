@@ -34,7 +34,7 @@ from services.gateway.releases import ReleasePublisher
 from services.gateway.rounds import RoundGenerator, end_failed_session, require_round_settled
 from services.gateway.unlearner import UnlearnerClient
 from services.gateway.uploads import stored_image
-from veil.errors import DataLoss, FailedPrecondition, InvalidArgument, VeilError
+from veil.errors import DataLoss, FailedPrecondition, InvalidArgument, VeilError, quoted
 from veil.images import decode_image
 from veil.ledger import BudgetExceeded
 from veil.privacy import PrivacySettings
@@ -227,13 +227,13 @@ class SessionWorkflow:
         store = self._store.for_tenant(tenant)
         stat = store.stat(ref.key)
         if stat.size > self._config.max_upload_bytes:
-            raise InvalidArgument(f"image {ref.key!r} has {stat.size} bytes; at most "
+            raise InvalidArgument(f"image {quoted(ref.key)} has {stat.size} bytes; at most "
                                   f"{self._config.max_upload_bytes} (VEIL_MAX_UPLOAD_BYTES)")
         data = store.get(ref.key, expected_sha256=ref.sha256)
         pixels = decode_image(data, None, stat.content_type, f"image {ref.key!r}")
         height, width = pixels.shape[:2]
         if info.image_size and (width, height) != (info.image_size, info.image_size):
-            raise InvalidArgument(f"image {ref.key!r} is {width}x{height}; the model "
+            raise InvalidArgument(f"image {quoted(ref.key)} is {width}x{height}; the model "
                                   f"({info.model_version}) takes {info.image_size}x{info.image_size}")
         return StoredObject(bucket=self._store.bucket, key=ref.key,
                             sha256=hashlib.sha256(data).hexdigest(), size=len(data),

@@ -20,7 +20,7 @@ from services.unlearner.tables import SERVICE
 from veil.config import from_env
 from veil.db import DatabaseConfig, open_service_database
 from veil.log import setup_logging
-from veil.rpc import ServerConfig, VeilServer, run_service
+from veil.rpc import InternalAuthConfig, ServerConfig, VeilServer, run_service
 from veil.store import StoreConfig, open_store
 from veil.v1 import unlearner_pb2_grpc
 
@@ -29,6 +29,7 @@ async def main() -> None:
     server_config = ServerConfig.load(grpc_address=GRPC_ADDRESS, metrics_port=METRICS_PORT)
     setup_logging(server_config.log_level)
     config = UnlearnerConfig.load()
+    internal_auth = InternalAuthConfig.load().server_interceptors()
     db = await asyncio.to_thread(open_service_database, SERVICE, from_env(DatabaseConfig))
     try:
         store = open_store(from_env(StoreConfig))
@@ -36,7 +37,8 @@ async def main() -> None:
         jobs = JobStore(db)
         runner = JobRunner(jobs, store, config)
         servicer = UnlearnerServicer(store, jobs, runner, config)
-        server = VeilServer(server_config, [(unlearner_pb2_grpc.add_UnlearnerServicer_to_server, servicer)])
+        server = VeilServer(server_config, [(unlearner_pb2_grpc.add_UnlearnerServicer_to_server, servicer)],
+                            interceptors=internal_auth)
         await server.start()
         runner.start()
         await server.set_serving(True)

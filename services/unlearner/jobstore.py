@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection, Row
 
 from services.unlearner.tables import jobs as _jobs
 from veil.db import Database, insert_ignore
-from veil.errors import DataLoss, InvalidArgument, NotFound
+from veil.errors import DataLoss, InvalidArgument, NotFound, quoted
 from veil.sessions.rows import as_utc, utcnow
 
 Clock = Callable[[], datetime]
@@ -135,7 +135,7 @@ def _record(row: Row) -> JobRecord:
 
 def _of_kind(record: JobRecord, kind: JobKind) -> JobRecord:
     if record.kind is not kind:
-        raise InvalidArgument(f"request id {record.request_id!r} already names "
+        raise InvalidArgument(f"request id {quoted(record.request_id)} already names "
                               f"{record.kind.value} job {record.job_id}")
     return record
 
@@ -176,7 +176,7 @@ class JobStore:
             row = conn.execute(sa.select(_jobs).where(_jobs.c.job_id == job_id,
                                                       _jobs.c.tenant == tenant)).first()
         if row is None:
-            raise NotFound(f"job {job_id!r} not found")
+            raise NotFound(f"job {quoted(job_id)} not found")
         return _record(row)
 
     def count(self, state: JobState) -> int:

@@ -22,7 +22,7 @@ from services.unlearner.jobstore import JobKind, JobRecord, JobStore, NewJob
 from services.unlearner.convert import (job_message, method_name, replacement_pairs,
                                          unlearn_params, version_message)
 from services.unlearner.specs import TrainSpec, UnlearnSpec
-from veil.errors import InvalidArgument
+from veil.errors import InvalidArgument, quoted
 from veil.rpc import tenant_id
 from veil.rpc.context import accepted_request_id
 from veil.store import ObjectStore, from_object_ref
@@ -51,7 +51,7 @@ def _request_id(given: str) -> str:
     if not given:
         return uuid.uuid4().hex
     if accepted_request_id(given) != given:
-        raise InvalidArgument(f"request id {given!r} is invalid: use 1-128 of A-Z a-z 0-9 . _ : -")
+        raise InvalidArgument(f"request id {quoted(given)} is invalid: use 1-128 of A-Z a-z 0-9 . _ : -")
     return given
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from veil.errors import InvalidArgument
+from veil.errors import InvalidArgument, quoted
 
 ATTR_FILE = "list_attr_celeba.txt"
 IDENTITY_FILE = "identity_CelebA.txt"
@@ -52,7 +52,7 @@ class CelebA:
         try:
             return self.attribute_names.index(name)
         except ValueError:
-            raise InvalidArgument(f"unknown attribute {name!r}; this data set has {', '.join(self.attribute_names)}") from None
+            raise InvalidArgument(f"unknown attribute {quoted(name)}; this data set has {', '.join(self.attribute_names)}") from None
 
     def subset(self, index: np.ndarray | Sequence[int]) -> CelebA:
         idx = np.asarray(index)
@@ -68,7 +68,7 @@ class CelebA:
 
     def split(self, name: str) -> CelebA:
         if name not in SPLITS:
-            raise InvalidArgument(f"unknown split {name!r}; expected one of {', '.join(SPLITS)}")
+            raise InvalidArgument(f"unknown split {quoted(name)}; expected one of {', '.join(SPLITS)}")
         return self.subset(self.partition == SPLITS[name])
 
     def fingerprint(self) -> str:

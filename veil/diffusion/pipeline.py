@@ -27,7 +27,7 @@ import torch
 from diffusers import DDIMInverseScheduler, DDIMScheduler, UNet2DModel
 
 from veil.diffusion.models import AttributeClassifier, Conditioner, SemanticEncoder
-from veil.errors import InvalidArgument, NotFound
+from veil.errors import InvalidArgument, NotFound, quoted
 from veil.files import atomic_directory
 
 CARD_FILE = "model_card.json"
@@ -74,7 +74,7 @@ class SamplingConfig:
         if not 0.0 <= self.guidance <= 20.0:
             raise InvalidArgument(f"guidance must be in 0..20, got {self.guidance}")
         if self.guidance_base not in ("source", "null"):
-            raise InvalidArgument(f"guidance_base must be 'source' or 'null', got {self.guidance_base!r}")
+            raise InvalidArgument(f"guidance_base must be 'source' or 'null', got {quoted(self.guidance_base)}")
         if not 0.0 < self.invert_fraction <= 1.0:
             raise InvalidArgument(f"invert_fraction must be in (0, 1], got {self.invert_fraction}")
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from dp_accounting import dp_event
 
-from veil.errors import DataLoss, InvalidArgument
+from veil.errors import DataLoss, InvalidArgument, quoted
 from veil.privacy import (IDENTITY, IDENTITY_MECHANISM, MECHANISMS, Mechanism, attribute_mechanism, require_delta,
                           require_epsilon)
 
@@ -67,10 +67,10 @@ class LedgerEvent:
                         epsilon=float(data["epsilon"]), parameter=float(data["parameter"]),
                         delta=float(data.get("delta", 0.0)))
         except (KeyError, TypeError, ValueError) as exc:
-            raise DataLoss(f"corrupt ledger event {data!r}: {exc}") from None
+            raise DataLoss(f"corrupt ledger event {quoted(data)}: {exc}") from None
         valid_parameter = MECHANISMS[event.mechanism].valid_parameter(event.parameter)
         if not (valid_parameter and math.isfinite(event.epsilon) and event.epsilon > 0):
-            raise DataLoss(f"corrupt ledger event {data!r}: parameter or epsilon out of range")
+            raise DataLoss(f"corrupt ledger event {quoted(data)}: parameter or epsilon out of range")
         return event
 
 
@@ -84,7 +84,7 @@ class AttributeSpend:
 
     def __post_init__(self) -> None:
         if not self.attribute or self.attribute == IDENTITY:
-            raise InvalidArgument(f"attribute name {self.attribute!r} is not allowed")
+            raise InvalidArgument(f"attribute name {quoted(self.attribute)} is not allowed")
         object.__setattr__(self, "mechanism", attribute_mechanism(self.mechanism, self.attribute))
         object.__setattr__(self, "epsilon", require_epsilon(self.epsilon, self.attribute))
 
@@ -106,14 +106,14 @@ class IdentitySpend:
         object.__setattr__(self, "delta", require_delta(self.delta, IDENTITY))
         nm = float(self.noise_multiplier)
         if not math.isfinite(nm) or nm <= 0:
-            raise InvalidArgument(f"identity: noise multiplier must be finite and > 0, got {nm!r}")
+            raise InvalidArgument(f"identity: noise multiplier must be finite and > 0, got {quoted(nm)}")
         object.__setattr__(self, "noise_multiplier", nm)
 
     @classmethod
     def from_sigma(cls, epsilon: float, delta: float, sigma: float, clip_norm: float) -> IdentitySpend:
         """From the mechanism's noise sigma and the clipping norm C of the latent."""
         if not (math.isfinite(clip_norm) and clip_norm > 0):
-            raise InvalidArgument(f"identity: clip norm must be finite and > 0, got {clip_norm!r}")
+            raise InvalidArgument(f"identity: clip norm must be finite and > 0, got {quoted(clip_norm)}")
         return cls(epsilon, delta, sigma / clip_norm)
 
     def event(self) -> LedgerEvent:
@@ -131,7 +131,7 @@ class ReleaseSpend:
 
     def __post_init__(self) -> None:
         if not self.receipt_id or len(self.receipt_id) > 128:
-            raise InvalidArgument(f"receipt id must be 1..128 characters, got {self.receipt_id!r}")
+            raise InvalidArgument(f"receipt id must be 1..128 characters, got {quoted(self.receipt_id)}")
         object.__setattr__(self, "attributes", tuple(self.attributes))
         names = [a.attribute for a in self.attributes]
         if len(set(names)) != len(names):

@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from veil.errors import InvalidArgument
+from veil.errors import InvalidArgument, quoted
 
 
 def require_epsilon(value: Any, what: str) -> float:
@@ -19,9 +19,9 @@ def require_epsilon(value: Any, what: str) -> float:
     try:
         eps = float(value)
     except (TypeError, ValueError):
-        raise InvalidArgument(f"{what}: epsilon must be a number, got {value!r}") from None
+        raise InvalidArgument(f"{what}: epsilon must be a number, got {quoted(value)}") from None
     if not math.isfinite(eps) or eps <= 0:
-        raise InvalidArgument(f"{what}: epsilon must be finite and > 0, got {value!r}")
+        raise InvalidArgument(f"{what}: epsilon must be finite and > 0, got {quoted(value)}")
     return eps
 
 
@@ -29,16 +29,16 @@ def require_delta(value: Any, what: str) -> float:
     try:
         delta = float(value)
     except (TypeError, ValueError):
-        raise InvalidArgument(f"{what}: delta must be a number, got {value!r}") from None
+        raise InvalidArgument(f"{what}: delta must be a number, got {quoted(value)}") from None
     if not 0 < delta < 1:
-        raise InvalidArgument(f"{what}: delta must be in (0, 1), got {value!r}")
+        raise InvalidArgument(f"{what}: delta must be in (0, 1), got {quoted(value)}")
     return delta
 
 
 def require_rho(value: Any) -> float:
     """The fraction of x_T re-drawn, in [0, 1]."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise InvalidArgument(f"rho must be in [0, 1], got {value!r}")
+        raise InvalidArgument(f"rho must be in [0, 1], got {quoted(value)}")
     return float(value)
 
 

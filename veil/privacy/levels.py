@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from veil.errors import InvalidArgument
+from veil.errors import InvalidArgument, quoted
 
 
 @dataclass(frozen=True)
@@ -54,5 +54,5 @@ MAX_LEVEL = len(LEVELS) - 1
 
 def privacy_level(level: int) -> PrivacyLevel:
     if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= MAX_LEVEL:
-        raise InvalidArgument(f"privacy level must be an integer in 0..{MAX_LEVEL}, got {level!r}")
+        raise InvalidArgument(f"privacy level must be an integer in 0..{MAX_LEVEL}, got {quoted(level)}")
     return LEVELS[level]

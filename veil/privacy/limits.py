@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from veil.errors import InvalidArgument
+from veil.errors import InvalidArgument, quoted
 
 MAX_CANDIDATES = 8
 MAX_SEED = 2**64 - 1
@@ -17,11 +17,11 @@ MAX_SEED = 2**64 - 1
 
 def require_candidates(value: Any, what: str = "candidates") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CANDIDATES:
-        raise InvalidArgument(f"{what} must be an integer in 1..{MAX_CANDIDATES}, got {value!r}")
+        raise InvalidArgument(f"{what} must be an integer in 1..{MAX_CANDIDATES}, got {quoted(value)}")
     return value
 
 
 def require_seed(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
-        raise InvalidArgument(f"seed must be an integer in 0..2^64-1 (a uint64), got {value!r}")
+        raise InvalidArgument(f"seed must be an integer in 0..2^64-1 (a uint64), got {quoted(value)}")
     return value

@@ -40,7 +40,7 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from veil.errors import InvalidArgument
+from veil.errors import InvalidArgument, quoted
 from veil.v1 import common_pb2
 
 if TYPE_CHECKING:
@@ -159,7 +159,7 @@ def mechanism_spec(value: Any, what: str) -> MechanismSpec:
         return MECHANISMS[Mechanism(value)]
     except ValueError:
         known = ", ".join(m.value for m in Mechanism)
-        raise InvalidArgument(f"{what}: unknown mechanism {value!r}; known: {known}") from None
+        raise InvalidArgument(f"{what}: unknown mechanism {quoted(value)}; known: {known}") from None
 
 
 def attribute_mechanism(value: Any, what: str) -> Mechanism:

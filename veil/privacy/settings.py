@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from veil.errors import InvalidArgument
+from veil.errors import InvalidArgument, quoted
 from veil.privacy.checks import require_attributes, require_epsilon, require_rho
 from veil.privacy.levels import MAX_LEVEL, privacy_level
 from veil.privacy.mechanisms import Mechanism, attribute_mechanism
@@ -34,13 +34,13 @@ class PrivacySettings:
     def __post_init__(self) -> None:
         eps = {str(k): require_epsilon(v, k) for k, v in dict(self.attribute_epsilon).items()}
         if IDENTITY in eps:
-            raise InvalidArgument(f"{IDENTITY!r} is not an attribute; use identity_epsilon")
+            raise InvalidArgument(f"{quoted(IDENTITY)} is not an attribute; use identity_epsilon")
         object.__setattr__(self, "attribute_epsilon", eps)
         if self.identity_epsilon is not None:
             object.__setattr__(self, "identity_epsilon", require_epsilon(self.identity_epsilon, IDENTITY))
         object.__setattr__(self, "rho", require_rho(self.rho))
         if isinstance(self.level, bool) or not isinstance(self.level, int) or not -1 <= self.level <= MAX_LEVEL:
-            raise InvalidArgument(f"level must be in 0..{MAX_LEVEL} (or -1: explicit), got {self.level!r}")
+            raise InvalidArgument(f"level must be in 0..{MAX_LEVEL} (or -1: explicit), got {quoted(self.level)}")
         object.__setattr__(self, "mechanism", attribute_mechanism(self.mechanism, "attribute mechanism"))
 
     @classmethod

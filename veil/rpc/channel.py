@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,9 @@ def channel_options(config: ChannelConfig) -> list[tuple[str, Any]]:
         ("grpc.max_send_message_length", config.max_message_bytes),
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.keepalive_time_ms", int(config.keepalive_seconds * 1000)),
-        ("grpc.keepalive_timeout_ms", 10_000),
+        # A live peer acks a ping within milliseconds; a hung one (stopped, deadlocked) is
+        # declared gone, failing its open calls with UNAVAILABLE, 5 s after a ping.
+        ("grpc.keepalive_timeout_ms", 5_000),
         ("grpc.enable_retries", 1),
         ("grpc.service_config", service_config(config)),
     ]
@@ -85,13 +88,16 @@ def channel_credentials(config: ChannelConfig) -> grpc.ChannelCredentials | None
         certificate_chain=Path(config.tls_cert_file).read_bytes() if config.tls_cert_file else None)
 
 
-def open_channel(target: str, config: ChannelConfig | None = None) -> grpc.aio.Channel:
+def open_channel(target: str, config: ChannelConfig | None = None,
+                 interceptors: Sequence[grpc.aio.ClientInterceptor] = ()) -> grpc.aio.Channel:
     """An aio channel to `target` (host:port); secure when the config names a CA."""
     config = config or ChannelConfig()
     credentials = channel_credentials(config)
     if credentials is None:
-        return grpc.aio.insecure_channel(target, options=channel_options(config))
-    return grpc.aio.secure_channel(target, credentials, options=channel_options(config))
+        return grpc.aio.insecure_channel(target, options=channel_options(config),
+                                         interceptors=list(interceptors))
+    return grpc.aio.secure_channel(target, credentials, options=channel_options(config),
+                                   interceptors=list(interceptors))
 
 
 def open_sync_channel(target: str, config: ChannelConfig | None = None) -> grpc.Channel:

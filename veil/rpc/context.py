@@ -3,7 +3,8 @@
 - `request_id()`: the current RPC's id (from the caller's `x-request-id` metadata, or generated);
   also on every log line and echoed to the caller in the initial metadata.
 - `tenant_id(context)`: the tenant named by `x-veil-tenant` metadata. Services behind the gateway
-  trust it (the gateway authenticates callers and sets it; deploy them behind mutual TLS).
+  trust it from callers presenting the internal secret (veil.rpc.internal; the gateway
+  authenticates its callers and sets it); mutual TLS authenticates the connection as well.
 - `outgoing_metadata(tenant)`: metadata for a downstream call, carrying both along.
 """
 

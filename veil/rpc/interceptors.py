@@ -8,7 +8,9 @@ generators, because the aio server dispatches on that.
 
 The server installs them in this order (outermost first):
 RequestIdInterceptor, AccessLogInterceptor, MetricsInterceptor, ErrorMappingInterceptor.
-ErrorMapping is innermost so the others see the final status code.
+ErrorMapping is innermost so the others see the final status code. It also turns request bytes
+that do not parse into INVALID_ARGUMENT (grpc would answer UNKNOWN or INTERNAL with a traceback
+in the log, outside the interceptors' view) and bounds every status message it sends.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from prometheus_client import Counter, Histogram
 
 from veil import errors
@@ -67,6 +70,53 @@ def status_for(exc: errors.VeilError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+# Status messages travel in a trailer (clients refuse metadata over 16 KiB, percent-encoding
+# triples non-ASCII bytes): longer ones are cut.
+MAX_STATUS_MESSAGE_CHARS = 1000
+
+
+def bounded_message(message: str) -> str:
+    if len(message) <= MAX_STATUS_MESSAGE_CHARS:
+        return message
+    return (f"{message[:MAX_STATUS_MESSAGE_CHARS]}... "
+            f"(message cut at {MAX_STATUS_MESSAGE_CHARS} of {len(message)} characters)")
+
+
+@dataclass(frozen=True)
+class UndecodableRequest:
+    """Stands in for a request message whose bytes did not parse, until the error mapping
+    refuses it (a deserializer's exception would escape the interceptors)."""
+
+    reason: str
+
+
+def tolerant_deserializer(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError as exc:
+            return UndecodableRequest(str(exc))
+    return deserialize
+
+
+class UndecodableRequestError(errors.InvalidArgument):
+    pass
+
+
+def decoded(request: Any, method: str) -> Any:
+    if isinstance(request, UndecodableRequest):
+        raise UndecodableRequestError(f"undecodable {method.rpartition('/')[2]} request ({request.reason})")
+    return request
+
+
+async def decoded_stream(requests: AsyncIterator[Any], method: str) -> AsyncIterator[Any]:
+    async for request in requests:
+        yield decoded(request, method)
+
+
 @dataclass(frozen=True)
 class RpcCall:
     """One RPC as the interceptors see it."""
@@ -97,8 +147,10 @@ _FACTORIES = {(False, False): grpc.unary_unary_rpc_method_handler,
               (True, True): grpc.stream_stream_rpc_method_handler}
 
 
-def wrap_handler(handler: grpc.RpcMethodHandler, method: str, around: Around) -> grpc.RpcMethodHandler:
-    """`handler` with each call run inside `around(call)`, for all four arities."""
+def wrap_handler(handler: grpc.RpcMethodHandler, method: str, around: Around,
+                 decode_inside: bool = False) -> grpc.RpcMethodHandler:
+    """`handler` with each call run inside `around(call)`, for all four arities. With
+    `decode_inside`, requests that did not parse raise UndecodableRequestError inside `around`."""
     arity = (handler.request_streaming, handler.response_streaming)
     behavior = (handler.stream_stream or handler.unary_stream if handler.response_streaming
                 else handler.stream_unary or handler.unary_unary)
@@ -107,22 +159,27 @@ def wrap_handler(handler: grpc.RpcMethodHandler, method: str, around: Around) ->
     def call(context: grpc.aio.ServicerContext) -> RpcCall:
         return RpcCall(method, service, name, _KINDS[arity], context)
 
+    def checked(request: Any) -> Any:
+        if not decode_inside:
+            return request
+        return decoded_stream(request, method) if handler.request_streaming else decoded(request, method)
+
     wrapped: Callable[..., Any]
     if not handler.response_streaming:
         async def unary_response(request: Any, context: grpc.aio.ServicerContext) -> Any:
             async with around(call(context)):
-                result = behavior(request, context)
+                result = behavior(checked(request), context)
                 return await result if inspect.isawaitable(result) else result
         wrapped = unary_response
     elif inspect.iscoroutinefunction(behavior):
         async def written_responses(request: Any, context: grpc.aio.ServicerContext) -> None:
             async with around(call(context)):
-                await behavior(request, context)
+                await behavior(checked(request), context)
         wrapped = written_responses
     else:
         async def yielded_responses(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             async with around(call(context)):
-                responses = behavior(request, context)
+                responses = behavior(checked(request), context)
                 if hasattr(responses, "__aiter__"):
                     async for response in responses:
                         yield response
@@ -130,12 +187,17 @@ def wrap_handler(handler: grpc.RpcMethodHandler, method: str, around: Around) ->
                     for response in responses:
                         yield response
         wrapped = yielded_responses
-    return _FACTORIES[arity](wrapped, request_deserializer=handler.request_deserializer,
+    deserializer = handler.request_deserializer
+    if decode_inside:
+        deserializer = tolerant_deserializer(deserializer)
+    return _FACTORIES[arity](wrapped, request_deserializer=deserializer,
                              response_serializer=handler.response_serializer)
 
 
 class AroundInterceptor(grpc.aio.ServerInterceptor):
     """Base class: subclasses implement `around`."""
+
+    decode_inside = False
 
     async def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -144,7 +206,7 @@ class AroundInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:  # unknown method: the server answers UNIMPLEMENTED
             return handler
-        return wrap_handler(handler, handler_call_details.method, self.around)
+        return wrap_handler(handler, handler_call_details.method, self.around, self.decode_inside)
 
     def around(self, call: RpcCall) -> AbstractAsyncContextManager[None]:
         raise NotImplementedError
@@ -218,7 +280,10 @@ class MetricsInterceptor(OutcomeInterceptor):
 
 class ErrorMappingInterceptor(AroundInterceptor):
     """veil.errors.* -> their status code and message; NotImplementedError -> UNIMPLEMENTED;
-    anything else -> INTERNAL with a generic message (the traceback goes to the log only)."""
+    anything else -> INTERNAL with a generic message (the traceback goes to the log only).
+    Request bytes that do not parse are INVALID_ARGUMENT, logged once as a warning."""
+
+    decode_inside = True
 
     @asynccontextmanager
     async def around(self, call: RpcCall) -> AsyncIterator[None]:
@@ -230,7 +295,9 @@ class ErrorMappingInterceptor(AroundInterceptor):
             code = status_for(exc)
             if code == grpc.StatusCode.INTERNAL:
                 log.error("%s failed: %s", call.method, exc, exc_info=exc)
-            await call.context.abort(code, str(exc))
+            elif isinstance(exc, UndecodableRequestError):
+                log.warning("%s refused: %s", call.method, exc)
+            await call.context.abort(code, bounded_message(str(exc)))
         except NotImplementedError:
             await call.context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{call.method} is not implemented")
         except Exception as exc:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from grpc_health.v1 import _async as health_async
+from grpc_health.v1.health import aio as health_aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -79,7 +79,7 @@ class VeilServer:
         self._servicers = list(servicers)
         self._extra_interceptors = list(interceptors)
         self._server: grpc.aio.Server | None = None
-        self._health = health_async.HealthServicer()
+        self._health = health_aio.HealthServicer()
         self._metrics: MetricsServer | None = None
         self._stopping: asyncio.Task[None] | None = None
         self._shutdown_started = asyncio.Event()

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from veil.db import Database
-from veil.errors import InvalidArgument
+from veil.errors import InvalidArgument, quoted
 from veil.sessions import tables as t
 from veil.sessions.models import require_id, require_sha256
 from veil.sessions.rows import Clock, as_utc, utcnow
@@ -65,9 +65,9 @@ def _check_detail(detail: Mapping[str, Any]) -> None:
         values = value if isinstance(value, (list, tuple)) else [value]
         for item in values:
             if not isinstance(item, _SCALARS):
-                raise InvalidArgument(f"audit detail {key!r}: {type(item).__name__} is not allowed")
+                raise InvalidArgument(f"audit detail {quoted(key)}: {type(item).__name__} is not allowed")
             if isinstance(item, str) and len(item) > MAX_DETAIL_STRING:
-                raise InvalidArgument(f"audit detail {key!r}: string longer than {MAX_DETAIL_STRING}")
+                raise InvalidArgument(f"audit detail {quoted(key)}: string longer than {MAX_DETAIL_STRING}")
     if len(json.dumps(dict(detail))) > MAX_DETAIL_BYTES:
         raise InvalidArgument(f"audit detail larger than {MAX_DETAIL_BYTES} bytes")
 

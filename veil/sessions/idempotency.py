@@ -31,7 +31,7 @@ import sqlalchemy as sa
 
 from veil.config import env_field
 from veil.db import Database, insert_ignore
-from veil.errors import Aborted, InvalidArgument
+from veil.errors import Aborted, InvalidArgument, quoted
 from veil.sessions import tables as t
 from veil.sessions.models import require_id, require_sha256
 from veil.sessions.rows import Clock, as_utc, utcnow
@@ -87,14 +87,14 @@ class IdempotencyStore:
                                                      keys.c.request_id == request_id)
                                .with_for_update()).one()
             if row.method != method or row.request_sha256 != request_sha256:
-                raise InvalidArgument(f"request id {request_id!r} was already used for a "
+                raise InvalidArgument(f"request id {quoted(request_id)} was already used for a "
                                       f"different request ({row.method}); use a new request id")
             if row.state == DONE:
                 return Replay(bytes(row.response))
             if row.claim_token == token:
                 return Claim(tenant, request_id, token)
             if as_utc(row.claimed_at) + timedelta(seconds=self.config.lease_seconds) > now:
-                raise Aborted(f"request {request_id!r} is still being processed; retry later")
+                raise Aborted(f"request {quoted(request_id)} is still being processed; retry later")
             # The claiming replica died: take the request over.
             conn.execute(sa.update(keys).where(keys.c.tenant == tenant,
                                                keys.c.request_id == request_id)
@@ -110,7 +110,7 @@ class IdempotencyStore:
                 keys.c.claim_token == claim.token, keys.c.state == PENDING,
             ).values(state=DONE, response=bytes(response), completed_at=self._clock()))
             if done.rowcount != 1:
-                raise Aborted(f"request {claim.request_id!r}: claim lost to another replica")
+                raise Aborted(f"request {quoted(claim.request_id)}: claim lost to another replica")
 
     def abandon(self, claim: Claim) -> None:
         """Forget an unfinished claim so a retry with the same id runs the work again."""

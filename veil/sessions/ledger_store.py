@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from veil.db import Database, insert_ignore
-from veil.errors import FailedPrecondition, NotFound
+from veil.errors import FailedPrecondition, NotFound, quoted
 from veil.ledger import BudgetExceeded, LedgerConfig, ReleaseSpend, compose, events_from_json, events_to_json
 from veil.sessions import tables as t
 from veil.sessions.models import Charge, LedgerEntryRecord, LedgerSummary, require_id
@@ -37,7 +37,7 @@ class LedgerStore:
     def summary_in(self, conn: Connection, tenant: str, subject_id: str) -> LedgerSummary:
         row = self._subject_row(conn, tenant, subject_id)
         if row is None:
-            raise NotFound(f"no ledger for subject {subject_id!r}")
+            raise NotFound(f"no ledger for subject {quoted(subject_id)}")
         if row.delta == self.config.delta:
             return self._summary(subject_id, row.composed_epsilon, row.sum_epsilon, row.entry_count)
         # The configured delta changed since the last charge: report at the new one.
@@ -85,8 +85,8 @@ class LedgerStore:
             entries.c.tenant == tenant, entries.c.subject_id == subject_id,
             entries.c.receipt_id == spend.receipt_id)).first()
         if duplicate is not None:
-            raise FailedPrecondition(f"receipt {spend.receipt_id!r} was already charged to "
-                                     f"subject {subject_id!r}")
+            raise FailedPrecondition(f"receipt {quoted(spend.receipt_id)} was already charged to "
+                                     f"subject {quoted(subject_id)}")
         charged = self._events(conn, tenant, subject_id)
         new_events = spend.events()
         after = compose([*charged, *new_events], self.config.delta, self.config.discretization)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from veil.errors import InvalidArgument
+from veil.errors import InvalidArgument, quoted
 from veil.ledger import LedgerEvent, ReleaseSpend
 from veil.privacy import PrivacySettings
 
@@ -40,13 +40,13 @@ class ReleaseState(str, enum.Enum):
 
 def require_sha256(value: str, what: str) -> str:
     if not isinstance(value, str) or not _SHA256.fullmatch(value):
-        raise InvalidArgument(f"{what}: expected a lowercase hex sha256, got {value!r}")
+        raise InvalidArgument(f"{what}: expected a lowercase hex sha256, got {quoted(value)}")
     return value
 
 
 def require_id(value: str, what: str, max_len: int = 128) -> str:
     if not isinstance(value, str) or not value or len(value) > max_len or not value.isprintable():
-        raise InvalidArgument(f"{what} must be 1..{max_len} printable characters, got {value!r}")
+        raise InvalidArgument(f"{what} must be 1..{max_len} printable characters, got {quoted(value)}")
     return value
 
 

@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from veil.db import Database
-from veil.errors import FailedPrecondition, InvalidArgument, NotFound
+from veil.errors import FailedPrecondition, InvalidArgument, NotFound, quoted
 from veil.sessions import tables as t
 from veil.sessions.audit import AuditLog, AuditRecord
 from veil.sessions.ledger_store import LedgerStore
@@ -140,7 +140,7 @@ class ReleaseStore:
                 releases.c.release_id == release_id, releases.c.tenant == tenant)
                 .with_for_update()).first()
             if row is None:
-                raise NotFound(f"release {release_id!r} not found")
+                raise NotFound(f"release {quoted(release_id)} not found")
             if row.state == ReleaseState.PUBLISHED.value:
                 return release_record(row)
             conn.execute(sa.update(releases).where(releases.c.release_id == release_id)

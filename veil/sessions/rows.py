@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from veil.errors import DataLoss, NotFound
+from veil.errors import DataLoss, NotFound, quoted
 from veil.ledger import events_from_json
 from veil.privacy import PrivacySettings
 from veil.sessions import tables as t
@@ -100,7 +100,7 @@ def load_session(conn: Connection, tenant: str, session_id: str, *, lock: bool =
         query = query.with_for_update()
     row = conn.execute(query).first()
     if row is None:
-        raise NotFound(f"session {session_id!r} not found")
+        raise NotFound(f"session {quoted(session_id)} not found")
     return row
 
 

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from veil.db import Database
-from veil.errors import FailedPrecondition, InvalidArgument
+from veil.errors import FailedPrecondition, InvalidArgument, quoted
 from veil.privacy import PrivacySettings, require_candidates, require_seed
 from veil.sessions import tables as t
 from veil.sessions.audit import AuditLog, AuditRecord
@@ -291,4 +291,4 @@ def _decode_page_token(token: str) -> tuple[datetime, str]:
         data = json.loads(base64.urlsafe_b64decode(token.encode()))
         return datetime.fromisoformat(data["c"]), str(data["s"])
     except (ValueError, KeyError, TypeError):
-        raise InvalidArgument(f"invalid page token {token!r}") from None
+        raise InvalidArgument(f"invalid page token {quoted(token)}") from None

@@ -34,7 +34,7 @@ from sqlalchemy.engine import Row
 
 from veil.config import env_field
 from veil.db import Database
-from veil.errors import FailedPrecondition, InvalidArgument, NotFound
+from veil.errors import FailedPrecondition, InvalidArgument, NotFound, quoted
 from veil.sessions import tables as t
 from veil.sessions.audit import IMAGE_UPLOAD, AuditLog, AuditRecord
 from veil.sessions.models import ReleaseState, SessionState, StoredObject, require_id
@@ -193,7 +193,7 @@ class UnlearningQueue:
         rows = conn.execute(sa.select(_req).where(_req.c.batch_id == batch_id)
                             .order_by(_req.c.created_at, _req.c.request_id)).all()
         if not rows:
-            raise NotFound(f"unlearning batch {batch_id!r} not found")
+            raise NotFound(f"unlearning batch {quoted(batch_id)} not found")
         return UnlearningBatch(batch_id, rows[0].tenant, rows[0].model,
                                tuple(_request(r) for r in rows))
 

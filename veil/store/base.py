@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import BinaryIO, Literal
 
-from veil.errors import DataLoss, InvalidArgument, NotFound, ResourceExhausted, Unavailable, VeilError
+from veil.errors import DataLoss, InvalidArgument, NotFound, ResourceExhausted, Unavailable, VeilError, quoted
 from veil.store.keys import validate_content_type, validate_key, validate_prefix, validate_sha256
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
@@ -65,10 +65,10 @@ class ContentDigest:
     def check_declared(self, key: str, size: int | None, sha256: str | None) -> None:
         """Raise when the content differs from what the writer declared."""
         if size is not None and size != self.size:
-            raise InvalidArgument(f"object {key!r}: declared size is {size} bytes, received {self.size}")
+            raise InvalidArgument(f"object {quoted(key)}: declared size is {size} bytes, received {self.size}")
         if sha256 is not None and sha256 != self.hexdigest:
             raise DataLoss(
-                f"object {key!r}: received content has sha256 {self.hexdigest}, declared {sha256}"
+                f"object {quoted(key)}: received content has sha256 {self.hexdigest}, declared {sha256}"
             )
 
 
@@ -100,7 +100,7 @@ def disk_error(what: str, exc: OSError) -> VeilError:
 def range_end(key: str, offset: int, length: int | None, size: int) -> int:
     """End (exclusive) of the byte range [offset, offset+length) of an object of `size` bytes."""
     if offset > size:
-        raise InvalidArgument(f"object {key!r}: offset {offset} is past its end ({size} bytes)")
+        raise InvalidArgument(f"object {quoted(key)}: offset {offset} is past its end ({size} bytes)")
     return size if length is None else min(size, offset + length)
 
 
@@ -120,9 +120,9 @@ def _verified(key: str, info: ObjectInfo, chunks: Iterator[bytes], want: str | N
     finally:
         _release(chunks)
     if digest.size != info.size:
-        raise DataLoss(f"object {key!r} is truncated: read {digest.size} of {info.size} bytes")
+        raise DataLoss(f"object {quoted(key)} is truncated: read {digest.size} of {info.size} bytes")
     if want is not None and digest.hexdigest != want:
-        raise DataLoss(f"object {key!r}: content has sha256 {digest.hexdigest}, expected {want}")
+        raise DataLoss(f"object {quoted(key)}: content has sha256 {digest.hexdigest}, expected {want}")
 
 
 class ObjectStore(ABC):
@@ -145,7 +145,7 @@ class ObjectStore(ABC):
         validate_key(key)
         validate_content_type(content_type)
         if size is not None and (not isinstance(size, int) or size < 0):
-            raise InvalidArgument(f"declared size {size!r} must be a non-negative integer")
+            raise InvalidArgument(f"declared size {quoted(size)} must be a non-negative integer")
         if sha256 is not None:
             validate_sha256(sha256)
         return self._put(key, data, content_type, size, sha256)
@@ -159,11 +159,11 @@ class ObjectStore(ABC):
         """
         validate_key(key)
         if not isinstance(offset, int) or offset < 0:
-            raise InvalidArgument(f"offset {offset!r} must be a non-negative integer")
+            raise InvalidArgument(f"offset {quoted(offset)} must be a non-negative integer")
         if length is not None and (not isinstance(length, int) or length < 0):
-            raise InvalidArgument(f"length {length!r} must be a non-negative integer")
+            raise InvalidArgument(f"length {quoted(length)} must be a non-negative integer")
         if chunk_size <= 0:
-            raise InvalidArgument(f"chunk_size {chunk_size!r} must be positive")
+            raise InvalidArgument(f"chunk_size {quoted(chunk_size)} must be positive")
         if expected_sha256 is not None:
             validate_sha256(expected_sha256)
         info, chunks = self._open(key, offset, length, chunk_size)
@@ -171,7 +171,7 @@ class ObjectStore(ABC):
             return chunks
         if expected_sha256 is not None and info.sha256 is not None and info.sha256 != expected_sha256:
             _release(chunks)
-            raise DataLoss(f"object {key!r} has sha256 {info.sha256}, expected {expected_sha256}")
+            raise DataLoss(f"object {quoted(key)} has sha256 {info.sha256}, expected {expected_sha256}")
         return _verified(key, info, chunks, expected_sha256 or info.sha256)
 
     def get(self, key: str, *, offset: int = 0, length: int | None = None,

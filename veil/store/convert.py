@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from veil.errors import InvalidArgument
+from veil.errors import InvalidArgument, quoted
 from veil.store.base import DEFAULT_CONTENT_TYPE, ObjectInfo
 from veil.store.keys import validate_content_type, validate_key, validate_sha256
 from veil.v1 import common_pb2
@@ -47,9 +47,9 @@ def from_object_ref(ref: common_pb2.ObjectRef, bucket: str) -> ObjectInfo:
     content type "" in the ref mean "not given".
     """
     if ref.bucket and ref.bucket != bucket:
-        raise InvalidArgument(f"object ref names bucket {ref.bucket!r}; this service stores in {bucket!r}")
+        raise InvalidArgument(f"object ref names bucket {quoted(ref.bucket)}; this service stores in {quoted(bucket)}")
     if ref.size < 0:
-        raise InvalidArgument(f"object ref {ref.key!r} has a negative size {ref.size}")
+        raise InvalidArgument(f"object ref {quoted(ref.key)} has a negative size {ref.size}")
     return ObjectInfo(
         key=validate_key(ref.key),
         size=ref.size,

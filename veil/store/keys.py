@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from veil.errors import InvalidArgument
+from veil.errors import InvalidArgument, quoted
 
 MAX_KEY_BYTES = 1024
 TENANT_PREFIX = "tenants/"
@@ -24,13 +24,13 @@ _MAX_CONTENT_TYPE = 200
 def _check_chars(what: str, value: str) -> None:
     for ch in value:
         if ch == "\\":
-            raise InvalidArgument(f"{what} {value!r} contains a backslash")
+            raise InvalidArgument(f"{what} {quoted(value)} contains a backslash")
         if ord(ch) < 0x20 or ord(ch) == 0x7F:
-            raise InvalidArgument(f"{what} {value!r} contains a control character (code {ord(ch)})")
+            raise InvalidArgument(f"{what} {quoted(value)} contains a control character (code {ord(ch)})")
     try:
         encoded = value.encode("utf-8")
     except UnicodeEncodeError:
-        raise InvalidArgument(f"{what} {value!r} is not valid UTF-8") from None
+        raise InvalidArgument(f"{what} {quoted(value)} is not valid UTF-8") from None
     if len(encoded) > MAX_KEY_BYTES:
         raise InvalidArgument(f"{what} is longer than {MAX_KEY_BYTES} bytes")
 
@@ -38,9 +38,9 @@ def _check_chars(what: str, value: str) -> None:
 def _check_segments(what: str, value: str, segments: list[str]) -> None:
     for segment in segments:
         if segment == "":
-            raise InvalidArgument(f"{what} {value!r} has an empty path segment")
+            raise InvalidArgument(f"{what} {quoted(value)} has an empty path segment")
         if segment in (".", ".."):
-            raise InvalidArgument(f"{what} {value!r} has a {segment!r} segment")
+            raise InvalidArgument(f"{what} {quoted(value)} has a {quoted(segment)} segment")
 
 
 def validate_key(key: str) -> str:
@@ -55,7 +55,7 @@ def validate_key(key: str) -> str:
         raise InvalidArgument("object key is empty")
     _check_chars("object key", key)
     if key.startswith("/"):
-        raise InvalidArgument(f"object key {key!r} is absolute (starts with '/')")
+        raise InvalidArgument(f"object key {quoted(key)} is absolute (starts with '/')")
     _check_segments("object key", key, key.split("/"))
     return key
 
@@ -72,11 +72,11 @@ def validate_prefix(prefix: str) -> str:
         return prefix
     _check_chars("prefix", prefix)
     if prefix.startswith("/"):
-        raise InvalidArgument(f"prefix {prefix!r} is absolute (starts with '/')")
+        raise InvalidArgument(f"prefix {quoted(prefix)} is absolute (starts with '/')")
     segments = prefix.split("/")
     _check_segments("prefix", prefix, segments[:-1])
     if segments[-1] == "..":
-        raise InvalidArgument(f"prefix {prefix!r} has a '..' segment")
+        raise InvalidArgument(f"prefix {quoted(prefix)} has a '..' segment")
     return prefix
 
 
@@ -84,7 +84,7 @@ def validate_tenant_id(tenant_id: str) -> str:
     """Tenant ids are 1-63 characters of letters, digits, '_' and '-', starting alphanumeric."""
     if not isinstance(tenant_id, str) or not _TENANT_ID.fullmatch(tenant_id):
         raise InvalidArgument(
-            f"tenant id {tenant_id!r} is invalid: use 1-63 letters, digits, '_' or '-', "
+            f"tenant id {quoted(tenant_id)} is invalid: use 1-63 letters, digits, '_' or '-', "
             "starting with a letter or digit"
         )
     return tenant_id
@@ -98,7 +98,7 @@ def validate_bucket(bucket: str) -> str:
     """S3 bucket naming: 3-63 lowercase letters, digits, '.' and '-'."""
     if not isinstance(bucket, str) or not _BUCKET.fullmatch(bucket) or ".." in bucket:
         raise InvalidArgument(
-            f"bucket name {bucket!r} is invalid: use 3-63 lowercase letters, digits, '.' or '-'"
+            f"bucket name {quoted(bucket)} is invalid: use 3-63 lowercase letters, digits, '.' or '-'"
         )
     return bucket
 
@@ -106,12 +106,12 @@ def validate_bucket(bucket: str) -> str:
 def validate_content_type(content_type: str) -> str:
     if (not isinstance(content_type, str) or len(content_type) > _MAX_CONTENT_TYPE
             or not _CONTENT_TYPE.fullmatch(content_type)):
-        raise InvalidArgument(f"content type {content_type!r} is not a valid media type")
+        raise InvalidArgument(f"content type {quoted(content_type)} is not a valid media type")
     return content_type
 
 
 def validate_sha256(sha256: str) -> str:
     """A lowercase hex sha256 digest (64 characters)."""
     if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
-        raise InvalidArgument(f"sha256 {sha256!r} is not 64 lowercase hex digits")
+        raise InvalidArgument(f"sha256 {quoted(sha256)} is not 64 lowercase hex digits")
     return sha256

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from veil.errors import DataLoss, FailedPrecondition, NotFound
+from veil.errors import DataLoss, FailedPrecondition, NotFound, quoted
 from veil.store.base import (ContentDigest, ObjectInfo, ObjectStore, PutData, disk_error, iter_input,
                              range_end)
 from veil.store.keys import validate_bucket
@@ -139,7 +139,7 @@ class LocalStore(ObjectStore):
                 break
             except (NotADirectoryError, IsADirectoryError, FileExistsError):
                 raise FailedPrecondition(
-                    f"object key {key!r} conflicts with an existing object or prefix: the local "
+                    f"object key {quoted(key)} conflicts with an existing object or prefix: the local "
                     "store cannot hold both 'a' and 'a/b'"
                 ) from None
             except FileNotFoundError as exc:
@@ -196,16 +196,16 @@ class LocalStore(ObjectStore):
     def _read_header(self, f: BinaryIO, key: str) -> ObjectInfo:
         raw = f.read(HEADER_SIZE)
         if len(raw) != HEADER_SIZE or not raw.startswith(MAGIC):
-            raise DataLoss(f"object {key!r}: stored file has no valid object header")
+            raise DataLoss(f"object {quoted(key)}: stored file has no valid object header")
         try:
             meta = json.loads(raw[len(MAGIC):].rstrip(b" "))
             size, sha256, content_type = int(meta["size"]), str(meta["sha256"]), str(meta["content_type"])
         except (ValueError, KeyError, TypeError):
-            raise DataLoss(f"object {key!r}: stored object header is corrupt") from None
+            raise DataLoss(f"object {quoted(key)}: stored object header is corrupt") from None
         st = os.fstat(f.fileno())
         if st.st_size != HEADER_SIZE + size:
             raise DataLoss(
-                f"object {key!r}: stored file holds {st.st_size - HEADER_SIZE} bytes, header says {size}"
+                f"object {quoted(key)}: stored file holds {st.st_size - HEADER_SIZE} bytes, header says {size}"
             )
         return ObjectInfo(key, size, sha256, content_type, datetime.fromtimestamp(st.st_mtime, UTC))
 

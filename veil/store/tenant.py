@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Literal
 
-from veil.errors import FailedPrecondition, InvalidArgument
+from veil.errors import FailedPrecondition, InvalidArgument, quoted
 from veil.store.base import ObjectInfo, ObjectStore, PutData
 from veil.store.keys import MAX_KEY_BYTES, tenant_prefix
 
@@ -39,12 +39,12 @@ class TenantStore(ObjectStore):
         self._inner.ensure_bucket()
 
     def for_tenant(self, tenant_id: str) -> ObjectStore:
-        raise FailedPrecondition(f"store is already scoped to tenant {self.tenant_id!r}")
+        raise FailedPrecondition(f"store is already scoped to tenant {quoted(self.tenant_id)}")
 
     def _full(self, key: str) -> str:
         full = self._prefix + key
         if len(full.encode()) > MAX_KEY_BYTES:
-            raise InvalidArgument(f"object key {key!r} is too long: at most {MAX_KEY_BYTES} bytes with the tenant prefix")
+            raise InvalidArgument(f"object key {quoted(key)} is too long: at most {MAX_KEY_BYTES} bytes with the tenant prefix")
         return full
 
     def _outer(self, info: ObjectInfo) -> ObjectInfo:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from veil.errors import InvalidArgument
+from veil.errors import InvalidArgument, quoted
 from veil.store import ObjectStore
 from veil.unlearning.classifier import images_to_tensor
 from veil.unlearning.manifest import Manifest, ManifestEntry, ObjectRef
@@ -21,7 +21,9 @@ def decode_image(data: bytes, where: str) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as image:
             return np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as exc:
+    except UnidentifiedImageError:  # its message names the BytesIO object and its address
+        raise InvalidArgument(f"{where} is not a readable image (format not recognised)") from None
+    except OSError as exc:
         raise InvalidArgument(f"{where} is not a readable image ({exc})") from None
 
 
@@ -31,15 +33,15 @@ def read_images(store: ObjectStore, refs: Sequence[ObjectRef], image_size: int |
     images = []
     for ref in refs:
         if ref.bucket != store.bucket:
-            raise InvalidArgument(f"object {ref.key!r} is in bucket {ref.bucket!r}; the store serves "
-                                  f"{store.bucket!r}")
+            raise InvalidArgument(f"object {quoted(ref.key)} is in bucket {quoted(ref.bucket)}; the store serves "
+                                  f"{quoted(store.bucket)}")
         image = decode_image(store.get(ref.key, expected_sha256=ref.sha256), f"object {ref.key!r}")
         expected = (image_size, image_size, 3) if image_size else images[0].shape if images else None
         if expected is not None and image.shape != expected:
-            raise InvalidArgument(f"object {ref.key!r} is {image.shape[1]}x{image.shape[0]} pixels; "
+            raise InvalidArgument(f"object {quoted(ref.key)} is {image.shape[1]}x{image.shape[0]} pixels; "
                                   f"expected {expected[1]}x{expected[0]}")
         if image.shape[0] != image.shape[1]:
-            raise InvalidArgument(f"object {ref.key!r} is {image.shape[1]}x{image.shape[0]}: images "
+            raise InvalidArgument(f"object {quoted(ref.key)} is {image.shape[1]}x{image.shape[0]}: images "
                                   "must be square")
         images.append(image)
     if not images:

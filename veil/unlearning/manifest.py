@@ -23,7 +23,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from veil.errors import InvalidArgument
+from veil.errors import InvalidArgument, quoted
 from veil.store.keys import validate_bucket, validate_key, validate_sha256
 
 MANIFEST_FORMAT = "veil.manifest/1"
@@ -167,16 +167,16 @@ class Manifest:
         for pair in pairs:
             position = positions.get(pair.original.key)
             if position is None:
-                raise InvalidArgument(f"pair original {pair.original.key!r} is not in the manifest's "
+                raise InvalidArgument(f"pair original {quoted(pair.original.key)} is not in the manifest's "
                                       "training split")
             recorded = self.train[position].object
             if recorded.sha256 != pair.original.sha256 or recorded.bucket != pair.original.bucket:
                 raise InvalidArgument(
-                    f"pair original {pair.original.key!r} has sha256 {pair.original.sha256} in bucket "
-                    f"{pair.original.bucket!r}; the manifest records {recorded.sha256} in "
-                    f"{recorded.bucket!r}")
+                    f"pair original {quoted(pair.original.key)} has sha256 {pair.original.sha256} in bucket "
+                    f"{quoted(pair.original.bucket)}; the manifest records {recorded.sha256} in "
+                    f"{quoted(recorded.bucket)}")
             if position in replaced:
-                raise InvalidArgument(f"pair original {pair.original.key!r} is listed twice")
+                raise InvalidArgument(f"pair original {quoted(pair.original.key)} is listed twice")
             replaced[position] = pair
         protected = set(self.columns(self.protected_attributes))
         train = list(self.train)

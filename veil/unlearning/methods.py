@@ -17,7 +17,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from veil.errors import InvalidArgument
+from veil.errors import InvalidArgument, quoted
 from veil.unlearning.classifier import ClassifierSpec, build_classifier
 from veil.unlearning.training import ProgressFn, Stopwatch, fit, initialise
 from veil.unlearning.params import TrainConfig, UnlearnParams
@@ -83,7 +83,7 @@ def update_model(method: str, parent: nn.Sequential, spec: ClassifierSpec, confi
     """Apply `method` to `parent` (left unchanged); the result holds the new state dict.
     `training` is the revised training set (pairs' replacements in place of their originals)."""
     if method not in METHODS:
-        raise InvalidArgument(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+        raise InvalidArgument(f"unknown method {quoted(method)}; expected one of {', '.join(METHODS)}")
     expected = (3, spec.image_size, spec.image_size)
     if tuple(pairs.originals.shape[1:]) != expected:
         raise InvalidArgument(f"pair images have shape {tuple(pairs.originals.shape[1:])}; the model "

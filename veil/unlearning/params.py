@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from veil.errors import InvalidArgument
+from veil.errors import InvalidArgument, quoted
 
 SOLVERS = ("cg", "lissa")
 # "hessian": the exact Hessian of the loss; "gauss-newton": its positive semi-definite Gauss-Newton
@@ -49,9 +49,9 @@ class UnlearnParams:
         if not (math.isfinite(self.damping) and self.damping >= 0):
             raise InvalidArgument(f"damping must be finite and >= 0, got {self.damping}")
         if self.curvature not in CURVATURES:
-            raise InvalidArgument(f"curvature must be one of {', '.join(CURVATURES)}, got {self.curvature!r}")
+            raise InvalidArgument(f"curvature must be one of {', '.join(CURVATURES)}, got {quoted(self.curvature)}")
         if self.solver not in SOLVERS:
-            raise InvalidArgument(f"solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
+            raise InvalidArgument(f"solver must be one of {', '.join(SOLVERS)}, got {quoted(self.solver)}")
         for name in ("max_iterations", "hessian_samples", "epochs"):
             if getattr(self, name) < 1:
                 raise InvalidArgument(f"{name} must be >= 1, got {getattr(self, name)}")

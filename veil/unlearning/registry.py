@@ -34,7 +34,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from veil.errors import Aborted, DataLoss, InvalidArgument, NotFound
+from veil.errors import Aborted, DataLoss, InvalidArgument, NotFound, quoted
 from veil.store import ObjectStore
 from veil.unlearning.classifier import ClassifierSpec, build_classifier
 from veil.unlearning.manifest import Manifest, ObjectRef
@@ -50,7 +50,7 @@ MAX_CLAIM_ATTEMPTS = 50
 
 def validate_model_name(name: str) -> str:
     if not isinstance(name, str) or not _MODEL_NAME.fullmatch(name):
-        raise InvalidArgument(f"model name {name!r} is invalid: use 1-63 lowercase letters, digits, "
+        raise InvalidArgument(f"model name {quoted(name)} is invalid: use 1-63 lowercase letters, digits, "
                               "'_' or '-', starting with a letter or digit")
     return name
 
@@ -58,7 +58,7 @@ def validate_model_name(name: str) -> str:
 def _version_number(version: str) -> int:
     match = _VERSION.fullmatch(version) if isinstance(version, str) else None
     if match is None:
-        raise InvalidArgument(f"version {version!r} is invalid: versions are v1, v2, ...")
+        raise InvalidArgument(f"version {quoted(version)} is invalid: versions are v1, v2, ...")
     return int(match.group(1))
 
 
@@ -168,7 +168,7 @@ class ModelRegistry:
         if version is None:
             versions = self.versions(model)
             if not versions:
-                raise NotFound(f"model {model!r} has no versions")
+                raise NotFound(f"model {quoted(model)} has no versions")
             version = versions[-1]
         _version_number(version)
         key = self._key(model, version, CARD)
@@ -176,7 +176,7 @@ class ModelRegistry:
             data = self._store.get(key)
         except NotFound:
             known = ", ".join(self.versions(model)) or "none"
-            raise NotFound(f"model {model!r} has no version {version!r} (versions: {known})") from None
+            raise NotFound(f"model {quoted(model)} has no version {quoted(version)} (versions: {known})") from None
         return ModelCard.from_json(data, f"object {key!r}")
 
     def list(self, model: str | None = None) -> list[ModelCard]:
@@ -237,7 +237,7 @@ class ModelRegistry:
             # Contended: withdraw and retry after a random pause, so that contenders spread out.
             self._store.delete(claim)
             time.sleep(random.uniform(0, min(0.5, 0.01 * 2 ** attempt)))
-        raise Aborted(f"could not claim a version of {model!r} after {MAX_CLAIM_ATTEMPTS} attempts: "
+        raise Aborted(f"could not claim a version of {quoted(model)} after {MAX_CLAIM_ATTEMPTS} attempts: "
                       "too many concurrent writers; try again")
 
     def save_version(self, *, model: str, parent: str | None, state_dict: dict[str, torch.Tensor],

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad
 
-from veil.errors import Aborted, InvalidArgument
+from veil.errors import Aborted, InvalidArgument, quoted
 from veil.unlearning.params import CURVATURES, UnlearnParams
 from veil.unlearning.solvers import SolveResult, conjugate_gradient, lissa
 from veil.unlearning.training import ProgressFn, Stopwatch, batched, per_sample_loss
@@ -164,7 +164,7 @@ class FeatureUnlearner:
         if sample_images.shape[0] == 0:
             raise InvalidArgument("the Hessian sample is empty")
         if curvature not in CURVATURES:
-            raise InvalidArgument(f"curvature must be one of {', '.join(CURVATURES)}, got {curvature!r}")
+            raise InvalidArgument(f"curvature must be one of {', '.join(CURVATURES)}, got {quoted(curvature)}")
         features = self._features(sample_images)
         count = features.shape[0]
         chunks = [_CurvatureChunk(self._suffix, self._params, features[i:i + self._batch_size],

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from veil.errors import InvalidArgument
+from veil.errors import InvalidArgument, quoted
 from veil.store import ObjectStore
 from veil.unlearning.classifier import ClassifierSpec, build_classifier, images_to_tensor
 from veil.unlearning.dataset import label_tensor, load_manifest, read_images
@@ -57,7 +57,7 @@ def evaluation_data(store: ObjectStore, base: Manifest, revised: Manifest, image
         return None
     protected = protected or names[0]
     if protected not in names:
-        raise InvalidArgument(f"{protected!r} is not a protected attribute of the manifest "
+        raise InvalidArgument(f"{quoted(protected)} is not a protected attribute of the manifest "
                               f"({', '.join(names)})")
     tasks = base.columns(base.task_attributes)
     (protected_column,) = base.columns([protected])

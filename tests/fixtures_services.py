@@ -22,7 +22,7 @@ import pytest
 from fixtures_db import migrated
 from fixtures_store import NanioServer, free_port
 
-from veil import localrun
+from veil_tools import localrun
 from veil.client import GatewayClient
 from veil.data import load_celeba
 from veil.db import Database, DatabaseConfig
@@ -61,7 +61,7 @@ def failure(call: Callable[..., object], *args: object, **kwargs: object) -> grp
 
 
 class ServiceProcess(localrun.ServiceProcess):
-    """A service process (veil.localrun) whose clients are the test tenants'."""
+    """A service process (veil_tools.localrun) whose clients are the test tenants'."""
 
     def client(self, tenant: str) -> GatewayClient:
         return GatewayClient(self.target, TOKENS[tenant], channel_config=TEST_CHANNEL)

@@ -1,4 +1,4 @@
-"""The Kubernetes manifests: every overlay renders and validates (veil.k8svalidate, the same check
+"""The Kubernetes manifests: every overlay renders and validates (veil_tools.k8svalidate, the same check
 as `make k8s-validate`), and the rendered objects keep the deployment's invariants."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from veil.errors import InvalidArgument
-from veil.k8svalidate import K8S_DIR, ROOT, load_manifests, render, validate_all, validate_object
+from veil_tools.k8svalidate import K8S_DIR, ROOT, load_manifests, render, validate_all, validate_object
 
 Manifest = dict[str, Any]
 OVERLAYS = ("cpu-dev", "gpu")
@@ -446,7 +446,7 @@ def test_load_manifests_skips_empty_documents():
 
 
 def test_make_k8s_validate_entry_point_reports_each_root(capsys):
-    from veil.k8svalidate import main
+    from veil_tools.k8svalidate import main
 
     assert main([]) == 0
     out = capsys.readouterr().out.splitlines()

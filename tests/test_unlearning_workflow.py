@@ -202,7 +202,7 @@ def test_cli_train_unlearn_and_eval(dataset_root, tmp_path, monkeypatch, capsys)
 
 
 def test_benchmark_runs_side_by_side():
-    from veil.bench.unlearning import BenchConfig, bar_summary, format_table, run
+    from veil_tools.bench.unlearning import BenchConfig, bar_summary, format_table, run
 
     rows = run(BenchConfig(identities=10, per_identity=4, size=16, epochs=1, fractions=(0.1,),
                            methods=("first", "second-cg")), log=lambda _: None)

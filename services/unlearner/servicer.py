@@ -19,7 +19,7 @@ import grpc
 from services.unlearner.config import UnlearnerConfig
 from services.unlearner.jobs import JobRunner
 from services.unlearner.jobstore import JobKind, JobRecord, JobStore, NewJob
-from services.unlearner.messages import (job_message, method_name, replacement_pairs,
+from services.unlearner.convert import (job_message, method_name, replacement_pairs,
                                          unlearn_params, version_message)
 from services.unlearner.specs import TrainSpec, UnlearnSpec
 from veil.errors import InvalidArgument
@@ -29,13 +29,13 @@ from veil.store import ObjectStore, from_object_ref
 from veil.store.keys import validate_sha256
 from veil.unlearning import workflow
 from veil.unlearning.params import TrainConfig
-from veil.unlearning.registry import ModelCard, ModelRegistry, validate_model_name
+from veil.unlearning.registry import PublishedModelCard, ModelRegistry, validate_model_name
 from veil.v1 import unlearner_pb2, unlearner_pb2_grpc
 
 MAX_SEED = 2**63
 
 
-def _lineages(cards: list[ModelCard]) -> dict[tuple[str, str], list[str]]:
+def _lineages(cards: list[PublishedModelCard]) -> dict[tuple[str, str], list[str]]:
     """Root-to-version chains of every listed card, from the listed cards' parents."""
     by_version = {(c.model, c.version): c for c in cards}
     chains = {}

@@ -12,7 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from veil.diffusion.anonymize import MAX_CANDIDATES, AttributeRelease, Budget, Receipt
 from veil.diffusion.levels import DEFAULT_LEVEL, IDENTITY_DELTA, LEVELS, privacy_level
-from veil.diffusion.pipeline import ModelCard
+from veil.diffusion.pipeline import DiffusionModelCard
 from veil.ledger import Mechanism
 from veil.ledger.messages import MECHANISM_TO_PROTO, mechanism_from_proto
 from veil.v1 import anonymizer_pb2, common_pb2
@@ -74,7 +74,7 @@ def receipt_from_proto(message: common_pb2.Receipt) -> Receipt:
     )
 
 
-def model_info_to_proto(card: ModelCard, *, sampling_steps: int, runtime: str, device: str,
+def model_info_to_proto(card: DiffusionModelCard, *, sampling_steps: int, runtime: str, device: str,
                         max_images_per_request: int, max_image_bytes: int) -> anonymizer_pb2.ModelInfo:
     return anonymizer_pb2.ModelInfo(
         model_version=card.model_version,

@@ -14,7 +14,7 @@ from veil.store.base import DEFAULT_CONTENT_TYPE, ObjectInfo, ObjectStore
 from veil.store.config import StoreConfig, open_store
 from veil.store.keys import validate_key, validate_tenant_id
 from veil.store.local import LocalStore
-from veil.store.refs import from_object_ref, to_object_ref
+from veil.store.convert import from_object_ref, to_object_ref
 from veil.store.tenant import TenantStore
 
 __all__ = [

@@ -16,12 +16,12 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch first, from the local CPU wheel: anything else would pull a multi-GB CUDA build.
 	$(PY) -m pip install --quiet --disable-pip-version-check torch==$(TORCH_VERSION)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt -e '.[cpu,dev]'
-	$(PY) -m veil.protogen
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt -e '.[gateway,anonymizer,unlearner,cpu,dev]'
+	$(PY) -m veil_tools.protogen
 	touch $@
 
 proto: $(STAMP)
-	$(PY) -m veil.protogen
+	$(PY) -m veil_tools.protogen
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not soak" tests
@@ -30,13 +30,13 @@ soak: $(STAMP)
 	$(PY) -m pytest -q -m soak tests
 
 demo: $(STAMP)
-	$(PY) -m veil.demo --out out
+	$(PY) -m veil_tools.demo --out out
 
 run: $(STAMP)
-	$(PY) -m veil.localrun
+	$(PY) -m veil_tools.localrun
 
 bench: $(STAMP)
-	$(PY) -m veil.bench
+	$(PY) -m veil_tools.bench
 
 eval: $(STAMP)
 	$(PY) -m veil eval --model models/diffae-synth32 --json out/eval.json --cache out/eval-cache
@@ -45,7 +45,7 @@ train: $(STAMP)
 	$(PY) -m veil train --config models/diffae-synth32/train_config.json --run-dir runs/diffae-synth32
 
 k8s-validate: $(STAMP)
-	$(PY) -m veil.k8svalidate
+	$(PY) -m veil_tools.k8svalidate
 
 lock: $(STAMP)
 	head -2 requirements/constraints.txt > requirements/constraints.txt.new

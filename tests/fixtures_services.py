@@ -22,7 +22,7 @@ import pytest
 from fixtures_db import migrated
 from fixtures_store import NanioServer, free_port
 
-from veil import localrun
+from veil_tools import localrun
 from veil.client import GatewayClient
 from veil.data import load_celeba
 from veil.db import Database, DatabaseConfig
@@ -31,7 +31,7 @@ from veil.rpc import ChannelConfig
 from veil.sessions import GatewayState
 from veil.store import ObjectStore, StoreConfig, open_store
 from veil.unlearning.dataset import import_celeba
-from veil.unlearning.manifest import Manifest, ManifestEntry, ObjectRef
+from veil.unlearning.manifest import Manifest, ManifestEntry, PinnedObject
 from veil.v1 import common_pb2, unlearner_pb2, unlearner_pb2_grpc
 
 TENANTS = [f"tenant-{i}" for i in range(40)]
@@ -61,7 +61,7 @@ def failure(call: Callable[..., object], *args: object, **kwargs: object) -> grp
 
 
 class ServiceProcess(localrun.ServiceProcess):
-    """A service process (veil.localrun) whose clients are the test tenants'."""
+    """A service process (veil_tools.localrun) whose clients are the test tenants'."""
 
     def client(self, tenant: str) -> GatewayClient:
         return GatewayClient(self.target, TOKENS[tenant], channel_config=TEST_CHANNEL)
@@ -282,19 +282,19 @@ def train_request(key: str, manifest: Manifest, model: str = "faces", epochs: in
                                       manifest=common_pb2.ObjectRef(key=key, sha256=manifest.sha256))
 
 
-def mirrored(store: ObjectStore, entry: ManifestEntry, prefix: str = "protected") -> ObjectRef:
+def mirrored(store: ObjectStore, entry: ManifestEntry, prefix: str = "protected") -> PinnedObject:
     """A stand-in protected image of a manifest entry (the original mirrored left to right), stored
     next to the originals; a real image of the same size that differs from the original."""
     image = decode_image(store.get(entry.object.key, expected_sha256=entry.object.sha256))
     name = entry.object.key.rsplit("/", 1)[1]
     info = store.put(f"{prefix}/{name}", encode_png(np.ascontiguousarray(image[:, ::-1])),
                      content_type="image/png")
-    return ObjectRef(store.bucket, info.key, info.sha256 or "")
+    return PinnedObject(store.bucket, info.key, info.sha256 or "")
 
 
-def pair_message(original: ObjectRef, replacement: ObjectRef,
+def pair_message(original: PinnedObject, replacement: PinnedObject,
                  session_id: str = "") -> unlearner_pb2.ReplacementPair:
-    def ref(r: ObjectRef) -> common_pb2.ObjectRef:
+    def ref(r: PinnedObject) -> common_pb2.ObjectRef:
         return common_pb2.ObjectRef(bucket=r.bucket, key=r.key, sha256=r.sha256)
 
     return unlearner_pb2.ReplacementPair(original=ref(original), replacement=ref(replacement),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from veil.localrun import free_port
+from veil_tools.localrun import free_port
 from veil.store import LocalStore, ObjectStore, StoreConfig
 from veil.store.local import HEADER_SIZE
 from veil.store.s3 import S3Store

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from veil.bench.gateway import access_log_durations, format_table, percentile, run
+from veil_tools.bench.gateway import access_log_durations, format_table, percentile, run
 
 SESSIONS, ROUNDS, CANDIDATES = 6, 2, 2
 

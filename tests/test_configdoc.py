@@ -1,11 +1,11 @@
-"""README.md's configuration table is generated (python -m veil.configdoc) and kept current."""
+"""README.md's configuration table is generated (python -m veil_tools.configdoc) and kept current."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from veil import configdoc
+from veil_tools import configdoc
 
 ROOT = Path(__file__).resolve().parent.parent
 ROW = re.compile(r"^\| `(VEIL_[A-Z0-9_]+)` \| ([^|]*) \| ((?:[^|\\]|\\.)*) \|", re.MULTILINE)
@@ -18,7 +18,7 @@ def rows(table: str) -> dict[str, tuple[str, str]]:
 def test_readme_table_is_the_generated_one() -> None:
     readme = (ROOT / "README.md").read_text()
     assert configdoc.current_table(readme) == configdoc.table(), (
-        "README.md's configuration table is out of date: run python -m veil.configdoc --write README.md")
+        "README.md's configuration table is out of date: run python -m veil_tools.configdoc --write README.md")
 
 
 def test_every_declared_variable_is_in_the_table() -> None:

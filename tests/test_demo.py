@@ -1,4 +1,4 @@
-"""`python -m veil.demo` end to end on the tiny model (2 sampling steps): three real services on
+"""`python -m veil_tools.demo` end to end on the tiny model (2 sampling steps): three real services on
 loopback, training, a session of three rounds, the release, the unlearning job, retention, and
 the contact sheet and report it writes."""
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from veil.demo import sheet
-from veil.demo.__main__ import main
+from veil_tools.demo import sheet
+from veil_tools.demo.__main__ import main
 
 
 def test_demo_end_to_end(tiny_model_dir: Path, tmp_path: Path, capsys) -> None:

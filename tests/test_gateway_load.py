@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from veil.bench.gateway import distinct_faces
+from veil_tools.bench.gateway import distinct_faces
 from veil.data import load_celeba
 
 SESSIONS = 32

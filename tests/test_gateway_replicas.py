@@ -15,10 +15,10 @@ from fixtures_services import failure, wait_for
 from fixtures_store import free_port
 
 from veil.db import Database, DatabaseConfig
+from veil.db.clock import utcnow
 from veil.ledger import AttributeSpend, compose
 from veil.privacy import Mechanism
 from veil.sessions import ControllerConfig, FeedbackKind, GatewayState, plan_next_round
-from veil.sessions.rows import utcnow
 from veil.store import open_store
 from veil.v1 import gateway_pb2
 

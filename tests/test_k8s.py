@@ -1,4 +1,4 @@
-"""The Kubernetes manifests: every overlay renders and validates (veil.k8svalidate, the same check
+"""The Kubernetes manifests: every overlay renders and validates (veil_tools.k8svalidate, the same check
 as `make k8s-validate`), and the rendered objects keep the deployment's invariants."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from veil.errors import InvalidArgument
-from veil.k8svalidate import K8S_DIR, ROOT, load_manifests, render, validate_all, validate_object
+from veil_tools.k8svalidate import K8S_DIR, ROOT, load_manifests, render, validate_all, validate_object
 
 Manifest = dict[str, Any]
 OVERLAYS = ("cpu-dev", "gpu")
@@ -454,8 +454,7 @@ def test_every_variable_of_the_code_and_the_manifests_is_in_the_readme(rendered)
         for workload in workloads(objects):
             for container in containers(pod_template(workload)["spec"]):
                 in_manifests |= {e["name"] for e in container.get("env", []) if e["name"].startswith("VEIL_")}
-    for dockerfile in (ROOT / "services").glob("*/Dockerfile"):
-        in_manifests |= set(re.findall(r"\b(VEIL_[A-Z0-9_]+)=", dockerfile.read_text()))
+    in_manifests |= set(re.findall(r"\b(VEIL_[A-Z0-9_]+)=", (ROOT / "deploy" / "docker" / "Dockerfile").read_text()))
     documented = set(re.findall(r"^\| `(VEIL_[A-Z0-9_]+)` \|", README, re.M))
     assert in_code - documented == set(), "variables of the code missing from deploy/README.md"
     assert in_manifests - documented == set(), "variables of the manifests missing from deploy/README.md"
@@ -466,7 +465,7 @@ def test_load_manifests_skips_empty_documents():
 
 
 def test_make_k8s_validate_entry_point_reports_each_root(capsys):
-    from veil.k8svalidate import main
+    from veil_tools.k8svalidate import main
 
     assert main([]) == 0
     out = capsys.readouterr().out.splitlines()

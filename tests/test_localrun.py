@@ -1,4 +1,4 @@
-"""`python -m veil.localrun` (`make run`): the three services on loopback, a dev token, SIGTERM
+"""`python -m veil_tools.localrun` (`make run`): the three services on loopback, a dev token, SIGTERM
 stops them all."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from services.gateway import config as gateway_config
 from services.unlearner import config as unlearner_config
 from veil.client import GatewayClient
 from veil.errors import FailedPrecondition
-from veil.localrun import DEV_TENANT, ROOT, SERVICES, dev_token, scrape_metrics
+from veil_tools.localrun import DEV_TENANT, ROOT, SERVICES, dev_token, scrape_metrics
 from veil.rpc.config import parse_address
 from veil.v1 import anonymizer_pb2, anonymizer_pb2_grpc, unlearner_pb2, unlearner_pb2_grpc
 
@@ -92,7 +92,7 @@ def assert_internal_services_need_the_secret(var: Path, internal_targets: list[s
 def test_run_serves_until_sigterm(tiny_model_dir: Path, tmp_path: Path, face_png) -> None:
     var = tmp_path / "var"
     process = subprocess.Popen(
-        [sys.executable, "-m", "veil.localrun", "--var", str(var), "--free-ports",
+        [sys.executable, "-m", "veil_tools.localrun", "--var", str(var), "--free-ports",
          "--model", str(tiny_model_dir)],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "VEIL_SAMPLING_STEPS": "2"},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

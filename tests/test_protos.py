@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from veil.protogen import ROOT, generate, proto_files
+from veil_tools.protogen import ROOT, generate, proto_files
 
 STUBS = ROOT / "veil" / "v1"
 

@@ -10,7 +10,7 @@ import torch
 from veil.errors import DataLoss, InvalidArgument, NotFound
 from veil.store import LocalStore, ObjectStore
 from veil.unlearning.classifier import ClassifierSpec, build_classifier
-from veil.unlearning.manifest import Manifest, ManifestEntry, ObjectRef
+from veil.unlearning.manifest import Manifest, ManifestEntry, PinnedObject
 from veil.unlearning.registry import ModelRegistry
 from veil.unlearning.params import TrainConfig
 from veil.unlearning.training import initialise
@@ -20,7 +20,7 @@ SPEC = ClassifierSpec(image_size=8, num_outputs=2, channels=(2,), embedding_dim=
 
 def manifest(bucket: str) -> Manifest:
     def entry(i: int) -> ManifestEntry:
-        return ManifestEntry(ObjectRef(bucket, f"images/{i}.png", f"{i:064x}"), (i % 2, 1, 0))
+        return ManifestEntry(PinnedObject(bucket, f"images/{i}.png", f"{i:064x}"), (i % 2, 1, 0))
 
     return Manifest(("Smiling", "Young", "Male"), ("Male",), (entry(1), entry(2)), (entry(3),))
 

@@ -19,7 +19,7 @@ from veil.errors import Aborted, DataLoss, InvalidArgument, NotFound
 from veil.store import LocalStore
 from veil.unlearning import workflow
 from veil.unlearning.dataset import import_celeba
-from veil.unlearning.manifest import ObjectRef, ReplacementPair, write_pairs_csv
+from veil.unlearning.manifest import PinnedObject, ReplacementPair, write_pairs_csv
 from veil.unlearning.params import TrainConfig, UnlearnParams
 from veil.unlearning.registry import ModelRegistry
 
@@ -60,7 +60,7 @@ def make_pairs(registry: ModelRegistry, count: int = 4, size: int = SIZE) -> lis
         name = entry.object.key.rsplit("/", 1)[1]
         info = registry.store.put(f"protected/{size}/{name}", protected_png(name, size),
                                   content_type="image/png")
-        pairs.append(ReplacementPair(entry.object, ObjectRef(registry.store.bucket, info.key, info.sha256),
+        pairs.append(ReplacementPair(entry.object, PinnedObject(registry.store.bucket, info.key, info.sha256),
                                      session_id=f"session-{name}"))
     return pairs
 
@@ -133,18 +133,18 @@ def test_bad_requests_are_refused_with_clear_messages(registry):
     stranger = ReplacementPair(manifest.test[0].object, pairs[0].replacement)
     with pytest.raises(InvalidArgument, match="is not in the manifest's training split"):
         workflow.unlearn(registry, model="faces", version="v1", pairs=[stranger], method="first")
-    wrong_sha = ReplacementPair(ObjectRef(pairs[0].original.bucket, pairs[0].original.key, "0" * 64),
+    wrong_sha = ReplacementPair(PinnedObject(pairs[0].original.bucket, pairs[0].original.key, "0" * 64),
                                 pairs[0].replacement)
     with pytest.raises(InvalidArgument, match="the manifest records"):
         workflow.unlearn(registry, model="faces", version="v1", pairs=[wrong_sha], method="first")
     large = make_pairs(registry, count=1, size=2 * SIZE)
     with pytest.raises(InvalidArgument, match=r"is 32x32 pixels; expected 16x16"):
         workflow.unlearn(registry, model="faces", version="v1", pairs=large, method="second")
-    missing = ReplacementPair(pairs[0].original, ObjectRef(pairs[0].original.bucket, "protected/none.png",
+    missing = ReplacementPair(pairs[0].original, PinnedObject(pairs[0].original.bucket, "protected/none.png",
                                                            "1" * 64))
     with pytest.raises(NotFound):
         workflow.unlearn(registry, model="faces", version="v1", pairs=[missing], method="first")
-    corrupt = ReplacementPair(pairs[0].original, ObjectRef(pairs[1].replacement.bucket,
+    corrupt = ReplacementPair(pairs[0].original, PinnedObject(pairs[1].replacement.bucket,
                                                            pairs[1].replacement.key, "2" * 64))
     with pytest.raises(DataLoss):
         workflow.unlearn(registry, model="faces", version="v1", pairs=[corrupt], method="first")
@@ -202,7 +202,7 @@ def test_cli_train_unlearn_and_eval(dataset_root, tmp_path, monkeypatch, capsys)
 
 
 def test_benchmark_runs_side_by_side():
-    from veil.bench.unlearning import BenchConfig, bar_summary, format_table, run
+    from veil_tools.bench.unlearning import BenchConfig, bar_summary, format_table, run
 
     rows = run(BenchConfig(identities=10, per_identity=4, size=16, epochs=1, fractions=(0.1,),
                            methods=("first", "second-cg")), log=lambda _: None)

@@ -1,34 +1,42 @@
 #!/bin/sh
-# Installs veil's dependencies into the virtual environment /opt/venv, for every service image
-# (services/*/Dockerfile). Not veil itself: the images run the source tree copied to /app, where
-# veil.db finds services/<name>/migrations.
+# Installs one service's dependencies into the virtual environment /opt/venv (deploy/docker/
+# Dockerfile): veil's base dependencies and the service's extra. Not veil itself: the image runs
+# the source tree copied to /app.
 #
-#   install-python-deps.sh cpu|cuda    (in a directory holding pyproject.toml and constraints.txt)
+#   install-python-deps.sh anonymizer|unlearner|gateway cpu|cuda
+#       (in a directory holding pyproject.toml and constraints.txt)
 #
-# torch comes first, from the PyTorch index of the variant (the CPU wheel, or the CUDA build named
-# by TORCH_CUDA); everything else is then installed under the lock, which keeps pip from replacing
-# that torch. The cuda variant takes the `gpu` extra (onnxruntime-gpu, nvidia-ml-py), pinned to the
-# onnxruntime version of the lock.
+# When the service needs torch (its extra names it), torch comes first, from the PyTorch index of
+# the variant (the CPU wheel, or the CUDA build named by TORCH_CUDA); everything else is then
+# installed under the lock, which keeps pip from replacing that torch. The anonymizer also takes
+# the extra of its variant: `cpu` (onnxruntime) or `gpu` (onnxruntime-gpu, pinned to the
+# onnxruntime version of the lock, and nvidia-ml-py). Only the anonymizer has a cuda variant.
 set -eu
-variant=$1
-case "$variant" in
-    cpu) torch_build=cpu; extra=cpu ;;
-    cuda) torch_build=${TORCH_CUDA:?set TORCH_CUDA, e.g. cu128}; extra=gpu ;;
-    *) echo "variant must be cpu or cuda, not '$variant'" >&2; exit 2 ;;
+service=$1
+variant=$2
+case "$service/$variant" in
+    anonymizer/cpu) torch_build=cpu; extras="anonymizer cpu" ;;
+    anonymizer/cuda) torch_build=${TORCH_CUDA:?set TORCH_CUDA, e.g. cu128}; extras="anonymizer gpu" ;;
+    unlearner/cpu|gateway/cpu) torch_build=cpu; extras=$service ;;
+    *) echo "no image for service '$service', variant '$variant'" >&2; exit 2 ;;
 esac
 pip="/opt/venv/bin/pip --no-cache-dir --disable-pip-version-check --no-input"
-$pip install -c constraints.txt \
-    --index-url "https://download.pytorch.org/whl/$torch_build" \
-    --extra-index-url https://pypi.org/simple \
-    "torch==${TORCH_VERSION:?}+$torch_build"
-/opt/venv/bin/python - "$extra" > requirements.txt <<'PY'
+# shellcheck disable=SC2086 # one argument per extra
+/opt/venv/bin/python - $extras > requirements.txt <<'PY'
 import sys
 import tomllib
 
 with open("pyproject.toml", "rb") as f:
     project = tomllib.load(f)["project"]
-print("\n".join(project["dependencies"] + project["optional-dependencies"][sys.argv[1]]))
+extras = [project["optional-dependencies"][name] for name in sys.argv[1:]]
+print("\n".join(project["dependencies"] + [r for extra in extras for r in extra]))
 PY
+if grep -q '^torch\b' requirements.txt; then
+    $pip install -c constraints.txt \
+        --index-url "https://download.pytorch.org/whl/$torch_build" \
+        --extra-index-url https://pypi.org/simple \
+        "torch==${TORCH_VERSION:?}+$torch_build"
+fi
 sed -n 's/^onnxruntime==/onnxruntime-gpu==/p' constraints.txt > variant-constraints.txt
 $pip install -c constraints.txt -c variant-constraints.txt -r requirements.txt
 $pip check

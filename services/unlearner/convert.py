@@ -10,9 +10,9 @@ from services.unlearner.jobstore import JobRecord, JobState
 from veil.errors import InvalidArgument
 from veil.rpc.convert import timestamp
 from veil.store import from_object_ref
-from veil.unlearning.manifest import ObjectRef, ReplacementPair
+from veil.unlearning.manifest import PinnedObject, ReplacementPair
 from veil.unlearning.params import UnlearnParams
-from veil.unlearning.registry import ModelCard
+from veil.unlearning.registry import PublishedModelCard
 from veil.v1 import common_pb2, unlearner_pb2
 
 METHOD_NAMES = {
@@ -46,13 +46,13 @@ def unlearn_params(message: unlearner_pb2.UnlearnParams) -> UnlearnParams:
     return UnlearnParams(**{name: value for name, value in given.items() if value})
 
 
-def pinned_ref(message: common_pb2.ObjectRef, bucket: str, where: str) -> ObjectRef:
+def pinned_ref(message: common_pb2.ObjectRef, bucket: str, where: str) -> PinnedObject:
     """A pinned object of the caller's tenant (the sha256 is required)."""
     try:
         info = from_object_ref(message, bucket)
         if info.sha256 is None:
             raise InvalidArgument("the sha256 is required")
-        return ObjectRef(bucket, info.key, info.sha256)
+        return PinnedObject(bucket, info.key, info.sha256)
     except InvalidArgument as exc:
         raise InvalidArgument(f"{where}: {exc}") from None
 
@@ -67,11 +67,11 @@ def replacement_pairs(messages: Sequence[unlearner_pb2.ReplacementPair],
                  for i, p in enumerate(messages))
 
 
-def _ref_message(ref: ObjectRef) -> common_pb2.ObjectRef:
+def _ref_message(ref: PinnedObject) -> common_pb2.ObjectRef:
     return common_pb2.ObjectRef(bucket=ref.bucket, key=ref.key, sha256=ref.sha256)
 
 
-def version_message(card: ModelCard, lineage: Sequence[str]) -> unlearner_pb2.ModelVersion:
+def version_message(card: PublishedModelCard, lineage: Sequence[str]) -> unlearner_pb2.ModelVersion:
     return unlearner_pb2.ModelVersion(
         model=card.model, version=card.version, parent_version=card.parent or "",
         checkpoint=_ref_message(card.checkpoint), manifest=_ref_message(card.manifest),

@@ -22,7 +22,6 @@ import dataclasses
 import enum
 import hashlib
 import uuid
-from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -30,10 +29,9 @@ from sqlalchemy.engine import Connection, Row
 
 from services.unlearner.tables import jobs as _jobs
 from veil.db import Database, insert_ignore
+from veil.db.clock import Clock, as_utc, utcnow
 from veil.errors import DataLoss, InvalidArgument, NotFound, quoted
-from veil.sessions.rows import as_utc, utcnow
 
-Clock = Callable[[], datetime]
 # Serialises claims on PostgreSQL (pg_advisory_xact_lock).
 _CLAIM_LOCK = int.from_bytes(hashlib.sha256(b"veil-unlearner:claim").digest()[:8], "big", signed=True)
 

@@ -29,11 +29,11 @@ from veil.store import ObjectStore, from_object_ref
 from veil.store.keys import validate_sha256
 from veil.unlearning import workflow
 from veil.unlearning.params import TrainConfig
-from veil.unlearning.registry import ModelCard, ModelRegistry, validate_model_name
+from veil.unlearning.registry import PublishedModelCard, ModelRegistry, validate_model_name
 from veil.v1 import unlearner_pb2, unlearner_pb2_grpc
 
 
-def _lineages(cards: list[ModelCard]) -> dict[tuple[str, str], list[str]]:
+def _lineages(cards: list[PublishedModelCard]) -> dict[tuple[str, str], list[str]]:
     """Root-to-version chains of every listed card, from the listed cards' parents."""
     by_version = {(c.model, c.version): c for c in cards}
     chains = {}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from veil.unlearning.manifest import ObjectRef, ReplacementPair
+from veil.unlearning.manifest import PinnedObject, ReplacementPair
 from veil.unlearning.params import TrainConfig, UnlearnParams
 
 
@@ -41,6 +41,6 @@ class UnlearnSpec:
 
     @classmethod
     def from_json(cls, data: dict) -> UnlearnSpec:
-        pairs = tuple(ReplacementPair(ObjectRef(**p["original"]), ObjectRef(**p["replacement"]),
+        pairs = tuple(ReplacementPair(PinnedObject(**p["original"]), PinnedObject(**p["replacement"]),
                                       p["session_id"]) for p in data["pairs"])
         return cls(pairs, UnlearnParams(**data["params"]))

@@ -8,19 +8,11 @@ checks that the migrated database matches these definitions exactly.
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
-from veil.sessions.tables import NAMING
+from veil.db.schema import NAMING, Json, datetime_column
 
 SERVICE = "unlearner"  # veil.db's name for these tables' migrations
 metadata = sa.MetaData(naming_convention=NAMING)
-
-# JSONB on PostgreSQL, JSON text on SQLite.
-Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-
-
-def _ts(name: str, nullable: bool = False) -> sa.Column:
-    return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
 
 
 jobs = sa.Table(
@@ -46,13 +38,13 @@ jobs = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False),
     # The runner holding the job (unique per claim) and until when, unless it renews.
     sa.Column("lease_owner", sa.String(128), nullable=True),
-    _ts("lease_expires_at", nullable=True),
+    datetime_column("lease_expires_at", nullable=True),
     # A queued job is not started before this (a retry after an unavailable dependency waits).
-    _ts("run_after"),
-    _ts("created_at"),
-    _ts("updated_at"),
-    _ts("started_at", nullable=True),
-    _ts("finished_at", nullable=True),
+    datetime_column("run_after"),
+    datetime_column("created_at"),
+    datetime_column("updated_at"),
+    datetime_column("started_at", nullable=True),
+    datetime_column("finished_at", nullable=True),
     sa.Index(None, "tenant", "request_id", unique=True),
     sa.Index(None, "state", "run_after"),
     sa.Index(None, "tenant", "model", "state"),

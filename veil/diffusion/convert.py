@@ -9,7 +9,7 @@ from __future__ import annotations
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from veil.diffusion.anonymize import AttributeRelease, Receipt
-from veil.diffusion.pipeline import ModelCard
+from veil.diffusion.pipeline import DiffusionModelCard
 from veil.privacy import ATTRIBUTE_MECHANISMS, DEFAULT_LEVEL, IDENTITY_DELTA, MAX_CANDIDATES
 from veil.privacy.convert import levels_to_proto, mechanism_from_proto, mechanism_to_proto
 from veil.v1 import anonymizer_pb2, common_pb2
@@ -51,7 +51,7 @@ def receipt_from_proto(message: common_pb2.Receipt) -> Receipt:
     )
 
 
-def model_info_to_proto(card: ModelCard, *, sampling_steps: int, runtime: str, device: str,
+def model_info_to_proto(card: DiffusionModelCard, *, sampling_steps: int, runtime: str, device: str,
                         max_images_per_request: int, max_image_bytes: int) -> anonymizer_pb2.ModelInfo:
     return anonymizer_pb2.ModelInfo(
         model_version=card.model_version,

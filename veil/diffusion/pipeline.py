@@ -80,7 +80,7 @@ class SamplingConfig:
 
 
 @dataclass
-class ModelCard:
+class DiffusionModelCard:
     model_version: str
     attribute_names: list[str]
     image_size: int
@@ -95,7 +95,7 @@ class ModelCard:
     reproduce: str = ""
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> ModelCard:
+    def from_dict(cls, raw: dict[str, Any]) -> DiffusionModelCard:
         raw = dict(raw)
         raw["sampling"] = SamplingConfig(**raw.get("sampling", {}))
         return cls(**raw)
@@ -108,7 +108,7 @@ class DiffusionAutoencoder:
     """The conditional diffusion autoencoder: all networks, the schedulers and the card."""
 
     def __init__(self, unet: UNet2DModel, encoder: SemanticEncoder, conditioner: Conditioner,
-                 attribute_classifier: AttributeClassifier, scheduler: DDIMScheduler, card: ModelCard) -> None:
+                 attribute_classifier: AttributeClassifier, scheduler: DDIMScheduler, card: DiffusionModelCard) -> None:
         self.unet = unet
         self.encoder = encoder
         self.conditioner = conditioner
@@ -160,7 +160,7 @@ class DiffusionAutoencoder:
         path = Path(path)
         if not (path / CARD_FILE).is_file():
             raise NotFound(f"{path}: not a model folder (no {CARD_FILE})")
-        card = ModelCard.from_dict(json.loads((path / CARD_FILE).read_text()))
+        card = DiffusionModelCard.from_dict(json.loads((path / CARD_FILE).read_text()))
         # low_cpu_mem_usage needs `accelerate`; these nets are small enough to load plainly.
         nets = {name: kind.from_pretrained(path / name, torch_dtype=torch.float32, low_cpu_mem_usage=False)
                 for name, kind in COMPONENTS.items()}

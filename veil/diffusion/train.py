@@ -38,7 +38,7 @@ from veil.data.synth import GENERATOR_VERSION, generate_dataset
 from veil.diffusion.implied import attribute_statistics
 from veil.diffusion.models import (AttributeClassifier, Conditioner, LatentAdversary, SemanticEncoder, build_unet,
                                    confusion_loss)
-from veil.diffusion.pipeline import DiffusionAutoencoder, ModelCard, SamplingConfig
+from veil.diffusion.pipeline import DiffusionAutoencoder, DiffusionModelCard, SamplingConfig
 from veil.errors import InvalidArgument
 from veil.files import atomic_directory
 
@@ -361,7 +361,7 @@ class Trainer:
         cfg = self.cfg
         reproduce = (f"veil train --config {Path(out_dir) / 'train_config.json'} --run-dir runs/{model_version} "
                      f"--until-step {self.step} --export {out_dir} --model-version {model_version}")
-        card = ModelCard(
+        card = DiffusionModelCard(
             model_version=model_version,
             attribute_names=self.attribute_names,
             image_size=cfg.image_size,

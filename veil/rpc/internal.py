@@ -4,7 +4,7 @@ They act as the tenant named by `x-veil-tenant` metadata; only the gateway, whic
 its callers, may send it. With VEIL_INTERNAL_TOKEN_FILE set, the internal services honour the
 header only from a caller that presents that file's secret in `x-veil-internal-token`
 (UNAUTHENTICATED otherwise), and the gateway presents it on every call. `make run`
-(veil.localrun) writes a fresh secret per run; in Kubernetes it comes from a Secret. Mutual TLS
+(veil_tools.localrun) writes a fresh secret per run; in Kubernetes it comes from a Secret. Mutual TLS
 (veil.rpc.channel, veil.rpc.server) is the stronger option: it authenticates the connection.
 
     server = VeilServer(config, servicers, interceptors=InternalAuthConfig.load().server_interceptors())

@@ -19,10 +19,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from veil.db import Database
+from veil.db.clock import Clock, as_utc, utcnow
 from veil.errors import InvalidArgument, quoted
 from veil.sessions import tables as t
 from veil.sessions.models import require_id, require_sha256
-from veil.sessions.rows import Clock, as_utc, utcnow
 
 MAX_DETAIL_BYTES = 8192
 MAX_DETAIL_STRING = 1024

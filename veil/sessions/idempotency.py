@@ -31,10 +31,10 @@ import sqlalchemy as sa
 
 from veil.config import env_field
 from veil.db import Database, insert_ignore
+from veil.db.clock import Clock, as_utc, utcnow
 from veil.errors import Aborted, InvalidArgument, quoted
 from veil.sessions import tables as t
 from veil.sessions.models import require_id, require_sha256
-from veil.sessions.rows import Clock, as_utc, utcnow
 
 PENDING, DONE = "pending", "done"
 

@@ -16,11 +16,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from veil.db import Database, insert_ignore
+from veil.db.clock import Clock, utcnow
 from veil.errors import FailedPrecondition, NotFound, quoted
 from veil.ledger import BudgetExceeded, LedgerConfig, ReleaseSpend, compose, events_from_json, events_to_json
 from veil.sessions import tables as t
 from veil.sessions.models import Charge, LedgerEntryRecord, LedgerSummary, require_id
-from veil.sessions.rows import Clock, ledger_entry_record, utcnow
+from veil.sessions.rows import ledger_entry_record
 
 
 class LedgerStore:

@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from veil.db import Database
+from veil.db.clock import Clock, utcnow
 from veil.errors import FailedPrecondition, InvalidArgument, NotFound, quoted
 from veil.sessions import tables as t
 from veil.sessions.audit import AuditLog, AuditRecord
@@ -49,13 +50,11 @@ from veil.sessions.models import (
     require_id,
 )
 from veil.sessions.rows import (
-    Clock,
     ledger_entry_record,
     load_session,
     release_record,
     round_record,
     session_record,
-    utcnow,
 )
 from veil.sessions.store import SessionStore, require_active, require_latest_unanswered
 from veil.sessions.unlearning import UnlearningStatus

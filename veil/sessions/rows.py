@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
+from veil.db.clock import as_utc
 from veil.errors import DataLoss, NotFound, quoted
 from veil.ledger import events_from_json
 from veil.privacy import PrivacySettings
@@ -24,20 +24,6 @@ from veil.sessions.models import (
     SessionState,
     StoredObject,
 )
-
-Clock = Callable[[], datetime]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; every timestamp we store is UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
-
 
 def _decode(what: str, build: Callable[[], Any]) -> Any:
     try:

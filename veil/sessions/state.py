@@ -6,13 +6,13 @@ from collections.abc import Mapping
 
 from veil.config import from_env
 from veil.db import Database, DatabaseConfig, migrate
+from veil.db.clock import Clock, utcnow
 from veil.ledger import LedgerConfig
 from veil.sessions.audit import AuditLog
 from veil.sessions.controller import ControllerConfig
 from veil.sessions.idempotency import IdempotencyConfig, IdempotencyStore
 from veil.sessions.ledger_store import LedgerStore
 from veil.sessions.releases import ReleaseStore
-from veil.sessions.rows import Clock, utcnow
 from veil.sessions.store import SessionStore
 from veil.sessions.unlearning import Retention, RetentionConfig, UnlearningQueue
 

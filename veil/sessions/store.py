@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from veil.db import Database
+from veil.db.clock import Clock, utcnow
 from veil.errors import FailedPrecondition, InvalidArgument, quoted
 from veil.privacy import PrivacySettings, require_candidates, require_seed
 from veil.sessions import tables as t
@@ -31,7 +32,7 @@ from veil.sessions.models import (
     StoredObject,
     require_id,
 )
-from veil.sessions.rows import Clock, load_round, load_session, round_record, session_record, utcnow
+from veil.sessions.rows import load_round, load_session, round_record, session_record
 
 
 def require_active(row: Row) -> None:

@@ -8,26 +8,13 @@ checks that the migrated database matches these definitions exactly.
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
-NAMING = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
+from veil.db.schema import NAMING, Json, datetime_column
+
 metadata = sa.MetaData(naming_convention=NAMING)
 
-# JSONB on PostgreSQL (indexable, compact), JSON text on SQLite.
-Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 # SQLite only auto-increments an INTEGER PRIMARY KEY.
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
-
-def _ts(name: str, nullable: bool = False) -> sa.Column:
-    return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
-
 
 TENANT = sa.String(128)
 SUBJECT = sa.String(256)
@@ -48,9 +35,9 @@ sessions = sa.Table(
     # uint64 seeds do not fit a signed BIGINT; kept as decimal text.
     sa.Column("seed", sa.String(20), nullable=False),
     sa.Column("round_count", sa.Integer, nullable=False),
-    _ts("created_at"),
-    _ts("updated_at"),
-    _ts("original_deleted_at", nullable=True),
+    datetime_column("created_at"),
+    datetime_column("updated_at"),
+    datetime_column("original_deleted_at", nullable=True),
     # The CreateSession request id: a retry after a crash finds the session it already created.
     sa.Column("request_id", sa.String(128), nullable=True),
     sa.Index(None, "tenant", "subject_id", "created_at"),
@@ -70,8 +57,8 @@ rounds = sa.Table(
     sa.Column("feedback", sa.String(16), nullable=True),
     # The settings the feedback asked for: the next round's, so a restart can regenerate it.
     sa.Column("next_settings", Json, nullable=True),
-    _ts("created_at"),
-    _ts("feedback_at", nullable=True),
+    datetime_column("created_at"),
+    datetime_column("feedback_at", nullable=True),
     # The Feedback request id: a retry after a crash finds the feedback it already recorded.
     sa.Column("feedback_request_id", sa.String(128), nullable=True),
 )
@@ -84,7 +71,7 @@ ledger_subjects = sa.Table(
     sa.Column("sum_epsilon", sa.Float, nullable=False),
     sa.Column("delta", sa.Float, nullable=False),
     sa.Column("entry_count", sa.Integer, nullable=False),
-    _ts("updated_at"),
+    datetime_column("updated_at"),
 )
 
 ledger_entries = sa.Table(
@@ -97,7 +84,7 @@ ledger_entries = sa.Table(
     sa.Column("events", Json, nullable=False),
     sa.Column("epsilon", sa.Float, nullable=False),
     sa.Column("composed_after", sa.Float, nullable=False),
-    _ts("created_at"),
+    datetime_column("created_at"),
     sa.ForeignKeyConstraint(["tenant", "subject_id"],
                             ["gw_ledger_subjects.tenant", "gw_ledger_subjects.subject_id"]),
     sa.UniqueConstraint("tenant", "subject_id", "receipt_id"),
@@ -121,8 +108,8 @@ releases = sa.Table(
     sa.Column("target", Json, nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("ledger_entry_id", ID, sa.ForeignKey("gw_ledger_entries.entry_id"), nullable=False),
-    _ts("created_at"),
-    _ts("published_at", nullable=True),
+    datetime_column("created_at"),
+    datetime_column("published_at", nullable=True),
     sa.Index(None, "state", "created_at"),
 )
 
@@ -135,15 +122,15 @@ idempotency_keys = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("claim_token", ID, nullable=False),
     sa.Column("response", sa.LargeBinary, nullable=True),
-    _ts("claimed_at"),
-    _ts("completed_at", nullable=True),
+    datetime_column("claimed_at"),
+    datetime_column("completed_at", nullable=True),
     sa.Index(None, "claimed_at"),
 )
 
 audit_log = sa.Table(
     "gw_audit_log", metadata,
     sa.Column("audit_id", BigId, primary_key=True, autoincrement=True),
-    _ts("at"),
+    datetime_column("at"),
     sa.Column("tenant", TENANT, nullable=False),
     sa.Column("actor", sa.String(256), nullable=False),
     sa.Column("action", sa.String(64), nullable=False),
@@ -169,8 +156,8 @@ unlearning_requests = sa.Table(
     sa.Column("job_id", sa.String(128), nullable=True),
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("error", sa.Text, nullable=True),
-    _ts("created_at"),
-    _ts("updated_at"),
+    datetime_column("created_at"),
+    datetime_column("updated_at"),
     sa.Index(None, "model", "status", "created_at"),
     sa.Index(None, "batch_id"),
     sa.Index(None, "session_id"),

@@ -34,11 +34,12 @@ from sqlalchemy.engine import Row
 
 from veil.config import env_field
 from veil.db import Database
+from veil.db.clock import Clock, as_utc, utcnow
 from veil.errors import FailedPrecondition, InvalidArgument, NotFound, quoted
 from veil.sessions import tables as t
 from veil.sessions.audit import IMAGE_UPLOAD, AuditLog, AuditRecord
 from veil.sessions.models import ReleaseState, SessionState, StoredObject, require_id
-from veil.sessions.rows import Clock, as_utc, load_session, utcnow
+from veil.sessions.rows import load_session
 
 
 class UnlearningStatus(str, enum.Enum):

@@ -14,7 +14,7 @@ from PIL import Image, UnidentifiedImageError
 from veil.errors import InvalidArgument, quoted
 from veil.store import ObjectStore
 from veil.unlearning.classifier import images_to_tensor
-from veil.unlearning.manifest import Manifest, ManifestEntry, ObjectRef
+from veil.unlearning.manifest import Manifest, ManifestEntry, PinnedObject
 
 
 def decode_image(data: bytes, where: str) -> np.ndarray:
@@ -27,7 +27,7 @@ def decode_image(data: bytes, where: str) -> np.ndarray:
         raise InvalidArgument(f"{where} is not a readable image ({exc})") from None
 
 
-def read_images(store: ObjectStore, refs: Sequence[ObjectRef], image_size: int | None = None) -> np.ndarray:
+def read_images(store: ObjectStore, refs: Sequence[PinnedObject], image_size: int | None = None) -> np.ndarray:
     """uint8 (N, H, W, 3); every object verified against its sha256 (DataLoss on mismatch) and
     of one square shape (`image_size` when given): a mismatch is InvalidArgument naming the object."""
     images = []
@@ -101,7 +101,7 @@ def import_celeba(store: ObjectStore, root: str | Path, prefix: str,
         stem = filename.rsplit(".", 1)[0]
         info = store.put(f"{prefix}/{stem}.png", encode_png(data.images[row]), content_type="image/png")
         labels = tuple(int(v > 0) for v in data.attributes[row])
-        splits[split].append(ManifestEntry(ObjectRef(store.bucket, info.key, info.sha256 or ""), labels))
+        splits[split].append(ManifestEntry(PinnedObject(store.bucket, info.key, info.sha256 or ""), labels))
     manifest = Manifest(tuple(data.attribute_names), tuple(protected), tuple(splits[0]), tuple(splits[2]))
     key = f"{prefix}/manifest.json"
     store.put(key, manifest.to_bytes(), content_type="application/json")

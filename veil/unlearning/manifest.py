@@ -31,7 +31,7 @@ PAIRS_COLUMNS = ("original_key", "original_sha256", "replacement_key", "replacem
 
 
 @dataclass(frozen=True)
-class ObjectRef:
+class PinnedObject:
     """An object in the store, pinned to its content."""
 
     bucket: str
@@ -47,7 +47,7 @@ class ObjectRef:
         return {"bucket": self.bucket, "key": self.key, "sha256": self.sha256}
 
     @classmethod
-    def from_dict(cls, data: object, where: str) -> ObjectRef:
+    def from_dict(cls, data: object, where: str) -> PinnedObject:
         if not isinstance(data, dict) or not all(isinstance(data.get(f), str)
                                                  for f in ("bucket", "key", "sha256")):
             raise InvalidArgument(f"{where}: an object ref needs string bucket, key and sha256")
@@ -59,7 +59,7 @@ class ObjectRef:
 
 @dataclass(frozen=True)
 class ManifestEntry:
-    object: ObjectRef
+    object: PinnedObject
     labels: tuple[int | None, ...]
 
 
@@ -67,8 +67,8 @@ class ManifestEntry:
 class ReplacementPair:
     """An original training object and the protected image that replaces it."""
 
-    original: ObjectRef
-    replacement: ObjectRef
+    original: PinnedObject
+    replacement: PinnedObject
     # The gateway session that produced the replacement (recorded in the child's card).
     session_id: str = ""
 
@@ -153,7 +153,7 @@ class Manifest:
                 if not isinstance(labels, list) or any(
                         isinstance(v, bool) or v not in (0, 1, None) for v in labels):
                     raise InvalidArgument(f"{place}: labels must be a list of 0, 1 or null")
-                out.append(ManifestEntry(ObjectRef.from_dict(item.get("object"), place), tuple(labels)))
+                out.append(ManifestEntry(PinnedObject.from_dict(item.get("object"), place), tuple(labels)))
             return tuple(out)
 
         return cls(tuple(attributes), tuple(protected), entries("train"), entries("test"))
@@ -204,8 +204,8 @@ def read_pairs_csv(text: str, bucket: str) -> list[ReplacementPair]:
     for line, row in enumerate(reader, start=2):
         try:
             pairs.append(ReplacementPair(
-                ObjectRef(bucket, row["original_key"] or "", row["original_sha256"] or ""),
-                ObjectRef(bucket, row["replacement_key"] or "", row["replacement_sha256"] or ""),
+                PinnedObject(bucket, row["original_key"] or "", row["original_sha256"] or ""),
+                PinnedObject(bucket, row["replacement_key"] or "", row["replacement_sha256"] or ""),
                 row.get("session_id") or ""))
         except InvalidArgument as exc:
             raise InvalidArgument(f"pairs CSV line {line}: {exc}") from None

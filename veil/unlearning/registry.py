@@ -37,7 +37,7 @@ from torch import nn
 from veil.errors import Aborted, DataLoss, InvalidArgument, NotFound, quoted
 from veil.store import ObjectStore
 from veil.unlearning.classifier import ClassifierSpec, build_classifier
-from veil.unlearning.manifest import Manifest, ObjectRef
+from veil.unlearning.manifest import Manifest, PinnedObject
 from veil.unlearning.params import TrainConfig
 
 CARD_FORMAT = "veil.model-card/1"
@@ -63,15 +63,15 @@ def _version_number(version: str) -> int:
 
 
 @dataclass(frozen=True)
-class ModelCard:
+class PublishedModelCard:
     """What a version is and how it came to be (stored as card.json)."""
 
     model: str
     version: str
     parent: str | None
     created_at: str
-    checkpoint: ObjectRef
-    manifest: ObjectRef
+    checkpoint: PinnedObject
+    manifest: PinnedObject
     architecture: dict
     training: dict
     # "train" for a root version, else the update method (first, second, finetune, retrain).
@@ -109,14 +109,14 @@ class ModelCard:
         return json.dumps(document, sort_keys=True, indent=2)
 
     @classmethod
-    def from_json(cls, text: bytes | str, where: str) -> ModelCard:
+    def from_json(cls, text: bytes | str, where: str) -> PublishedModelCard:
         try:
             document = json.loads(text)
             if document.pop("format") != CARD_FORMAT:
                 raise ValueError("unknown format")
             document.pop("manifest_sha256")
-            document["checkpoint"] = ObjectRef(**document["checkpoint"])
-            document["manifest"] = ObjectRef(**document["manifest"])
+            document["checkpoint"] = PinnedObject(**document["checkpoint"])
+            document["manifest"] = PinnedObject(**document["manifest"])
             document["session_ids"] = tuple(document["session_ids"])
             return cls(**document)
         except (ValueError, KeyError, TypeError, InvalidArgument) as exc:
@@ -124,8 +124,8 @@ class ModelCard:
 
 
 @dataclass(frozen=True)
-class LoadedModel:
-    card: ModelCard
+class LoadedPublishedModel:
+    card: PublishedModelCard
     model: nn.Sequential
 
 
@@ -142,8 +142,8 @@ class ModelRegistry:
     def _key(self, model: str, version: str, name: str) -> str:
         return f"{ROOT}/{model}/{version}/{name}"
 
-    def _ref(self, key: str, sha256: str) -> ObjectRef:
-        return ObjectRef(self._store.bucket, key, sha256)
+    def _ref(self, key: str, sha256: str) -> PinnedObject:
+        return PinnedObject(self._store.bucket, key, sha256)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -162,7 +162,7 @@ class ModelRegistry:
                 found.append(parts[2])
         return sorted(found, key=_version_number)
 
-    def card(self, model: str, version: str | None = None) -> ModelCard:
+    def card(self, model: str, version: str | None = None) -> PublishedModelCard:
         """The card of `version` (default: the newest); NotFound names the versions that exist."""
         validate_model_name(model)
         if version is None:
@@ -177,9 +177,9 @@ class ModelRegistry:
         except NotFound:
             known = ", ".join(self.versions(model)) or "none"
             raise NotFound(f"model {quoted(model)} has no version {quoted(version)} (versions: {known})") from None
-        return ModelCard.from_json(data, f"object {key!r}")
+        return PublishedModelCard.from_json(data, f"object {key!r}")
 
-    def list(self, model: str | None = None) -> list[ModelCard]:
+    def list(self, model: str | None = None) -> list[PublishedModelCard]:
         """Cards of every version (of one model, or of all), newest first."""
         names = [model] if model else self.models()
         cards = [self.card(name, version) for name in names for version in self.versions(name)]
@@ -194,11 +194,11 @@ class ModelRegistry:
             chain.append(card.version)
         return chain[::-1]
 
-    def manifest(self, card: ModelCard) -> Manifest:
+    def manifest(self, card: PublishedModelCard) -> Manifest:
         data = self._store.get(card.manifest.key, expected_sha256=card.manifest.sha256)
         return Manifest.from_bytes(data, f"manifest of {card.model} {card.version}")
 
-    def load_version(self, model: str, version: str | None = None) -> LoadedModel:
+    def load_version(self, model: str, version: str | None = None) -> LoadedPublishedModel:
         card = self.card(model, version)
         data = self._store.get(card.checkpoint.key, expected_sha256=card.checkpoint.sha256)
         network = build_classifier(card.spec)
@@ -206,15 +206,15 @@ class ModelRegistry:
             network.load_state_dict(load_safetensors(data))
         except (RuntimeError, ValueError) as exc:
             raise DataLoss(f"weights of {model} {card.version} do not fit its card: {exc}") from None
-        return LoadedModel(card, network.eval())
+        return LoadedPublishedModel(card, network.eval())
 
-    def version_of_job(self, model: str, job_id: str) -> ModelCard | None:
+    def version_of_job(self, model: str, job_id: str) -> PublishedModelCard | None:
         """The version of `model` written by job `job_id`, if any."""
         if not job_id:
             raise InvalidArgument("a job id is needed to find the version it wrote")
         return next((c for c in self.list(model) if c.job_id == job_id), None)
 
-    def dependents(self, sha256s: set[str]) -> list[ModelCard]:
+    def dependents(self, sha256s: set[str]) -> list[PublishedModelCard]:
         """The newest version of each model whose training manifest holds any of `sha256s`."""
         out = []
         for name in self.models():
@@ -245,7 +245,7 @@ class ModelRegistry:
              hyperparameters: dict | None = None, wall_time_seconds: float = 0.0,
              cpu_time_seconds: float = 0.0,
              metrics: dict | None = None, stats: dict | None = None,
-             session_ids: tuple[str, ...] = (), pairs: int = 0, job_id: str = "") -> ModelCard:
+             session_ids: tuple[str, ...] = (), pairs: int = 0, job_id: str = "") -> PublishedModelCard:
         """Write a new version; returns its card. The version is visible only once complete."""
         validate_model_name(model)
         if parent is not None:
@@ -259,7 +259,7 @@ class ModelRegistry:
             manifest_info = self._store.put(self._key(model, version, MANIFEST), manifest.to_bytes(),
                                             content_type="application/json")
             written.append(manifest_info.key)
-            card = ModelCard(
+            card = PublishedModelCard(
                 model=model, version=version, parent=parent,
                 created_at=datetime.now(timezone.utc).isoformat(timespec="microseconds"),
                 checkpoint=self._ref(weights_info.key, weights_info.sha256 or ""),

@@ -19,7 +19,7 @@ from veil.unlearning.dataset import label_tensor, load_manifest, read_images
 from veil.unlearning.evaluation import EvaluationData, evaluate
 from veil.unlearning.manifest import Manifest, ManifestEntry, ReplacementPair
 from veil.unlearning.methods import PairTensors, update_model
-from veil.unlearning.registry import ModelCard, ModelRegistry
+from veil.unlearning.registry import PublishedModelCard, ModelRegistry
 from veil.unlearning.training import ProgressFn, Stopwatch, fit, initialise
 from veil.unlearning.params import TrainConfig, UnlearnParams
 
@@ -91,7 +91,7 @@ def check_train(store: ObjectStore, *, manifest_key: str, manifest_sha256: str |
 
 def train(registry: ModelRegistry, *, model: str, manifest_key: str, manifest_sha256: str | None = None,
           config: TrainConfig = TrainConfig(), channels: tuple[int, ...] = (16, 32, 64),
-          embedding_dim: int = 64, progress: ProgressFn | None = None, job_id: str = "") -> ModelCard:
+          embedding_dim: int = 64, progress: ProgressFn | None = None, job_id: str = "") -> PublishedModelCard:
     """Train a root version of `model` on the manifest stored at `manifest_key` (`job_id`: the
     unlearner job doing it, recorded in the card)."""
     store = registry.store
@@ -126,7 +126,7 @@ def _pair_tensors(store: ObjectStore, base: Manifest, pairs: Sequence[Replacemen
 
 
 def check_unlearn(registry: ModelRegistry, *, model: str, version: str | None,
-                  pairs: Sequence[ReplacementPair]) -> ModelCard:
+                  pairs: Sequence[ReplacementPair]) -> PublishedModelCard:
     """Check an unlearning request without running it, as `unlearn` would: the version exists
     (NotFound), every pair's original is in its training split (InvalidArgument), and every image
     of the pairs is there (NotFound), intact (DataLoss) and of the model's shape
@@ -140,7 +140,7 @@ def check_unlearn(registry: ModelRegistry, *, model: str, version: str | None,
 
 def unlearn(registry: ModelRegistry, *, model: str, version: str | None, pairs: Sequence[ReplacementPair],
             method: str, params: UnlearnParams = UnlearnParams(),
-            progress: ProgressFn | None = None, job_id: str = "") -> ModelCard:
+            progress: ProgressFn | None = None, job_id: str = "") -> PublishedModelCard:
     """Replace the pairs' originals by their replacements in `model` (version default: newest)
     with `method`; writes and returns the child version (`job_id`: the unlearner job doing it,
     recorded in the card)."""
@@ -167,7 +167,7 @@ def unlearn(registry: ModelRegistry, *, model: str, version: str | None, pairs: 
                          pairs=len(pairs), job_id=job_id)
 
 
-def _revision(registry: ModelRegistry, card: ModelCard) -> tuple[Manifest, Manifest] | None:
+def _revision(registry: ModelRegistry, card: PublishedModelCard) -> tuple[Manifest, Manifest] | None:
     if card.parent is None:
         return None
     return registry.manifest(registry.card(card.model, card.parent)), registry.manifest(card)

@@ -1,5 +1,5 @@
 """Alembic environment of the gateway's tables; run through `python -m veil.db migrate --service gateway`."""
 
-from veil.db import run_migrations_from_env
+from veil.db.migrations import run_migrations_from_env
 
 run_migrations_from_env()

@@ -1,5 +1,5 @@
 """Alembic environment of the unlearner's tables; run through `python -m veil.db migrate --service unlearner`."""
 
-from veil.db import run_migrations_from_env
+from veil.db.migrations import run_migrations_from_env
 
 run_migrations_from_env()

@@ -1,7 +1,7 @@
 """Gateway overhead and throughput on loopback, without and with micro-batching.
 
 For each anonymizer setting (VEIL_BATCH_MAX_SIZE=1, then the default) the three services start
-on loopback (veil.localrun, fresh state), one session warms them up, then `--sessions` sessions
+on loopback (veil_tools.localrun, fresh state), one session warms them up, then `--sessions` sessions
 run at once through veil.client: upload, CreateSession (round 1), `--rounds - 1` MORE_PRIVACY
 rounds, ACCEPT. Reported side by side:
 
@@ -33,7 +33,7 @@ import numpy as np
 from veil.client import Deadlines, GatewayClient
 from veil.data import generate_dataset, load_celeba
 from veil.images import encode_png
-from veil.localrun import LocalServices
+from veil_tools.localrun import LocalServices
 
 ROUND_METHODS = ("/veil.v1.Gateway/CreateSession", "/veil.v1.Gateway/Feedback")
 ANONYMIZE_METHOD = "/veil.v1.Anonymizer/Anonymize"
@@ -174,7 +174,7 @@ def format_table(results: Sequence[BenchResult]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m veil.bench gateway", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m veil_tools.bench gateway", description=__doc__)
     parser.add_argument("--sessions", type=int, default=64, help="concurrent sessions (default 64)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds per session (default 2)")
     parser.add_argument("--candidates", type=int, default=1, help="candidates per round (default 1)")

@@ -10,8 +10,8 @@ from typing import Any
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
-from veil.demo.session import PlayedSession
-from veil.localrun import MetricSamples
+from veil_tools.demo.session import PlayedSession
+from veil_tools.localrun import MetricSamples
 
 
 def message(value: Message) -> dict[str, Any]:

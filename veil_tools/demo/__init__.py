@@ -1,6 +1,6 @@
-"""`python -m veil.demo` (`make demo`): the whole product once, on the embedded default.
+"""`python -m veil_tools.demo` (`make demo`): the whole product once, on the embedded default.
 
-It starts the three services on loopback (veil.localrun, fresh state under
+It starts the three services on loopback (veil_tools.localrun, fresh state under
 `<out>/demo/var`), generates synthetic faces at the model's size, uploads them through the
 gateway and has the unlearner train a small published classifier on a manifest of them, then
 plays one session through veil.client (level 5 protecting Male, 4 candidates a round: MORE_PRIVACY,

@@ -1,4 +1,4 @@
-"""Run every benchmark, or the ones named: python -m veil.bench [diffusion] [unlearning] [gateway]."""
+"""Run every benchmark, or the ones named: python -m veil_tools.bench [diffusion] [unlearning] [gateway]."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import importlib
 import sys
 
 BENCHES = {
-    "diffusion": "veil.bench.diffusion",
-    "gateway": "veil.bench.gateway",
-    "unlearning": "veil.bench.unlearning",
+    "diffusion": "veil_tools.bench.diffusion",
+    "gateway": "veil_tools.bench.gateway",
+    "unlearning": "veil_tools.bench.unlearning",
 }
 
 

@@ -1,4 +1,4 @@
-"""`python -m veil.localrun` (`make run`): the three services on loopback, embedded default.
+"""`python -m veil_tools.localrun` (`make run`): the three services on loopback, embedded default.
 
 The embedded default is a local-directory object store (`<var>/objects`), one SQLite database
 per service (`<var>/gateway.db`, `<var>/unlearner.db`; each service owns its tables, see
@@ -12,7 +12,7 @@ starts the services as subprocesses (logs in `<var>/logs/`), waits until each re
 and prints the targets, the token and the /metrics URLs. Ctrl-C or SIGTERM stops them
 gracefully: the gateway first (its in-flight rounds still reach the anonymizer), then the rest.
 
-The demo (veil.demo) and the gateway benchmark start the same launcher in-process:
+The demo (veil_tools.demo) and the gateway benchmark start the same launcher in-process:
 
     with LocalServices(Path("out/var"), ports="free") as services:
         with services.client() as client: ...
@@ -375,7 +375,7 @@ def serve_until_signal(services: LocalServices) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m veil.localrun",
+    parser = argparse.ArgumentParser(prog="python -m veil_tools.localrun",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--var", type=Path, default=Path("var"),
                         help="state folder: objects, databases, tokens, logs (default: ./var)")
@@ -390,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         services.start()
     except (FailedPrecondition, Unavailable) as exc:
-        print(f"veil.localrun: {exc}", file=sys.stderr)
+        print(f"veil_tools.localrun: {exc}", file=sys.stderr)
         return 1
     try:
         print(services.summary())

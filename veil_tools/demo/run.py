@@ -1,4 +1,4 @@
-"""The demo, step by step (see veil.demo for what it shows)."""
+"""The demo, step by step (see veil_tools.demo for what it shows)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from typing import Any
 
 from veil.data import generate_dataset
 from veil.db import Database, DatabaseConfig
-from veil.demo import dataset
-from veil.demo.registry import Registry
-from veil.demo.report import message, metric_summary, rounds_report, write_report
-from veil.demo.session import PlayedSession, describe_budget, play
-from veil.demo.sheet import SheetRound, contact_sheet
+from veil_tools.demo import dataset
+from veil_tools.demo.registry import Registry
+from veil_tools.demo.report import message, metric_summary, rounds_report, write_report
+from veil_tools.demo.session import PlayedSession, describe_budget, play
+from veil_tools.demo.sheet import SheetRound, contact_sheet
 from veil.errors import FailedPrecondition
-from veil.localrun import DEV_TENANT, LocalServices
+from veil_tools.localrun import DEV_TENANT, LocalServices
 from veil.sessions import GatewayState, UnlearningStatus
 from veil.store import ObjectStore
 from veil.v1 import gateway_pb2

@@ -1,4 +1,4 @@
-"""`python -m veil.demo --out out`: see veil.demo."""
+"""`python -m veil_tools.demo --out out`: see veil_tools.demo."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-import veil.demo
-from veil.demo.run import DemoOptions, run_demo
+import veil_tools.demo
+from veil_tools.demo.run import DemoOptions, run_demo
 from veil.errors import VeilError
 
 
 def main(argv: list[str] | None = None) -> int:
     defaults = DemoOptions(out=Path("out"))
-    parser = argparse.ArgumentParser(prog="python -m veil.demo", description=veil.demo.__doc__,
+    parser = argparse.ArgumentParser(prog="python -m veil_tools.demo", description=veil_tools.demo.__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=defaults.out,
                         help="output folder; results go to <out>/demo/ (default: out)")
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = run_demo(options)
     except VeilError as exc:
-        print(f"veil.demo: {exc}", file=sys.stderr)
+        print(f"veil_tools.demo: {exc}", file=sys.stderr)
         return 1
     ledger = report["ledger"]["summary"]
     print(f"demo done in {report['timings_seconds']['total']:.0f} s: composed eps "

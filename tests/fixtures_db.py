@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from veil.db import Database, DatabaseConfig, create_engine, migrate
 from veil.ledger import AttributeSpend, IdentitySpend, ReleaseSpend
 from veil.privacy import Mechanism, PrivacySettings
-from veil.sessions import Candidate, GatewayState, StoredObject
-from veil.sessions.state import SERVICE
+from services.gateway.state import Candidate, GatewayState, StoredObject
+from services.gateway.state.state import SERVICE
 
 POSTGRES_URL = os.environ.get("VEIL_TEST_POSTGRES_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")

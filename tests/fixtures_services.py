@@ -28,7 +28,7 @@ from veil.data import load_celeba
 from veil.db import Database, DatabaseConfig
 from veil.images import decode_image, encode_png
 from veil.rpc import ChannelConfig
-from veil.sessions import GatewayState
+from services.gateway.state import GatewayState
 from veil.store import ObjectStore, StoreConfig, open_store
 from veil.unlearning.dataset import import_celeba
 from veil.unlearning.manifest import Manifest, ManifestEntry, PinnedObject

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from veil.errors import ConfigError, InvalidArgument
-from veil.sessions import (
+from services.gateway.state import (
     ControllerConfig,
     FeedbackKind,
     Step,
@@ -112,7 +112,7 @@ def test_plan_next_round_uses_the_session_history():
     from datetime import UTC, datetime
 
     from veil.privacy import PrivacySettings
-    from veil.sessions import RoundRecord
+    from services.gateway.state import RoundRecord
 
     def round_(number, eps, feedback):
         settings = PrivacySettings({"Male": eps}, eps / 2, 0.25, 3 if number == 1 else -1)

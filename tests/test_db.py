@@ -14,15 +14,15 @@ from alembic.migration import MigrationContext
 from veil.config import from_env
 from veil.db import Database, DatabaseConfig, create_engine, migrate, version_table
 from veil.errors import ConfigError, InvalidArgument, Unavailable
-from veil.sessions.state import SERVICE
-from veil.sessions.tables import metadata
+from services.gateway.state.state import SERVICE
+from services.gateway.state.tables import metadata
 
 ROOT = Path(__file__).resolve().parent.parent
 GATEWAY_TABLES = {t.name for t in metadata.sorted_tables}
 
 
 def schema_drift(engine: sa.Engine) -> list:
-    """Differences between the migrated database and veil.sessions.tables (ours only)."""
+    """Differences between the migrated database and services.gateway.state.tables (ours only)."""
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={
             "compare_type": True,

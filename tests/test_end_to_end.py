@@ -18,7 +18,7 @@ from fixtures_services import (ServiceFactory, UnlearnerCaller, failure, gateway
 
 from veil.db import Database, DatabaseConfig
 from veil.errors import NotFound
-from veil.sessions import GatewayState, UnlearningStatus
+from services.gateway.state import GatewayState, UnlearningStatus
 from veil.store import open_store
 from veil.unlearning.manifest import Manifest
 from veil.v1 import common_pb2, gateway_pb2

@@ -18,7 +18,7 @@ from veil.db import Database, DatabaseConfig
 from veil.db.clock import utcnow
 from veil.ledger import AttributeSpend, compose
 from veil.privacy import Mechanism
-from veil.sessions import ControllerConfig, FeedbackKind, GatewayState, plan_next_round
+from services.gateway.state import ControllerConfig, FeedbackKind, GatewayState, plan_next_round
 from veil.store import open_store
 from veil.v1 import gateway_pb2
 

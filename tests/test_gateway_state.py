@@ -12,7 +12,7 @@ from veil.db import Database, DatabaseConfig
 from veil.errors import Aborted, ConfigError, FailedPrecondition, InvalidArgument, NotFound
 from veil.ledger import AttributeSpend, LedgerConfig, ReleaseSpend, compose
 from veil.privacy import PrivacySettings
-from veil.sessions import (
+from services.gateway.state import (
     AuditRecord,
     FeedbackKind,
     GatewayState,
@@ -22,8 +22,8 @@ from veil.sessions import (
     UnlearningStatus,
     plan_next_round,
 )
-from veil.sessions import tables as t
-from veil.sessions.idempotency import IdempotencyConfig, IdempotencyStore
+from services.gateway.state import tables as t
+from services.gateway.state.idempotency import IdempotencyConfig, IdempotencyStore
 
 MORE = FeedbackKind.MORE_PRIVACY
 

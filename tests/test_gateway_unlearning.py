@@ -19,8 +19,8 @@ from services.gateway.unlearner import UnlearnerClient
 from services.gateway.unlearning import UnlearningDispatcher
 from veil.db import Database, DatabaseConfig
 from veil.rpc import ChannelConfig, open_channel
-from veil.sessions import AuditRecord, GatewayState, UnlearningStatus
-from veil.sessions.audit import IMAGE_UPLOAD
+from services.gateway.state import AuditRecord, GatewayState, UnlearningStatus
+from services.gateway.state.audit import IMAGE_UPLOAD
 from veil.store import open_store
 
 

@@ -23,7 +23,7 @@ from services.gateway.workflow import (Answer, NewSession, RoundEvent, SessionVi
 from veil.db import Database, DatabaseConfig
 from veil.errors import DataLoss, FailedPrecondition, InvalidArgument
 from veil.rpc import ChannelConfig, open_channel
-from veil.sessions import FeedbackKind, GatewayState, RoundRecord, SessionState
+from services.gateway.state import FeedbackKind, GatewayState, RoundRecord, SessionState
 from veil.store import ObjectInfo, open_store
 from veil.v1 import common_pb2, gateway_pb2
 

@@ -14,7 +14,7 @@ from fixtures_db import open_session
 from veil.db import Database, DatabaseConfig
 from veil.errors import FailedPrecondition
 from veil.ledger import AttributeSpend, LedgerConfig, compose
-from veil.sessions import GatewayState
+from services.gateway.state import GatewayState
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCEPTS = 20

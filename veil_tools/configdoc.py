@@ -41,7 +41,7 @@ def components() -> list[Component]:
     from veil.db import DatabaseConfig
     from veil.ledger import LedgerConfig
     from veil.rpc import ChannelConfig, InternalAuthConfig, ServerConfig
-    from veil.sessions import ControllerConfig, IdempotencyConfig, RetentionConfig
+    from services.gateway.state import ControllerConfig, IdempotencyConfig, RetentionConfig
     from veil.store import StoreConfig
 
     def server(module: Any) -> tuple[type, Mapping[str, Any]]:

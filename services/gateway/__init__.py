@@ -9,5 +9,5 @@ its crash recovery), unlearning (the dispatcher of unlearning batches and the re
 originals), recovery (the background loop that finishes work a dead replica left), workflow
 (the session state machine, uploads and downloads, without gRPC), idempotency (request ids),
 convert (records <-> messages), servicer (the RPCs: convert and delegate), metrics. All state
-is in SQL (veil.sessions), so replicas share nothing in memory.
+is in SQL (services.gateway.state), so replicas share nothing in memory.
 """

@@ -35,7 +35,7 @@ from veil.db import DatabaseConfig, schema_state
 from veil.errors import ConfigError
 from veil.log import setup_logging
 from veil.rpc import ChannelConfig, InternalAuthConfig, ServerConfig, VeilServer, open_channel, run_service
-from veil.sessions import SERVICE, GatewayState
+from services.gateway.state import SERVICE, GatewayState
 from veil.store import StoreConfig, open_store
 from veil.v1 import gateway_pb2_grpc
 

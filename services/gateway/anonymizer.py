@@ -1,5 +1,5 @@
 """The gateway's client of the anonymizer: the model's description (cached) and one round of
-candidates per call, turned into veil.sessions records with what each candidate would charge.
+candidates per call, turned into services.gateway.state records with what each candidate would charge.
 A round's settings are sent as the explicit values the gateway resolved (with their level, if
 any), so the anonymizer never resolves a level of the gateway's again."""
 
@@ -21,7 +21,7 @@ from veil.ledger.convert import receipt_spend
 from veil.privacy import PrivacySettings
 from veil.privacy.convert import settings_to_proto
 from veil.rpc import outgoing_metadata
-from veil.sessions import Candidate, StoredObject
+from services.gateway.state import Candidate, StoredObject
 from veil.store import object_ref
 from veil.v1 import anonymizer_pb2, anonymizer_pb2_grpc, common_pb2
 

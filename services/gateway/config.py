@@ -1,5 +1,5 @@
 """The gateway's own settings (environment variables, validated at start-up). The database, the
-ledger, the controller, idempotency and retention are configured by veil.sessions; the server,
+ledger, the controller, idempotency and retention are configured by services.gateway.state; the server,
 the client channels and the object store by veil.rpc and veil.store."""
 
 from __future__ import annotations

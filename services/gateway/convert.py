@@ -1,4 +1,4 @@
-"""veil.v1 gateway messages <-> the workflow's and veil.sessions' records (the only place that
+"""veil.v1 gateway messages <-> the workflow's and services.gateway.state' records (the only place that
 builds the messages)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from services.gateway.workflow import (Answer, Answered, NewSession, Release, Ro
 from veil.errors import InvalidArgument
 from veil.ledger import events_to_json
 from veil.rpc.convert import timestamp
-from veil.sessions import (
+from services.gateway.state import (
     FeedbackKind,
     LedgerEntryRecord,
     LedgerSummary,

@@ -1,6 +1,6 @@
 """Request ids of the gateway's RPCs (UploadHeader.request_id, CreateSessionRequest.request_id,
 FeedbackRequest.request_id): a repeated id returns the first response, byte for byte, across
-replicas (it is kept in SQL: veil.sessions.idempotency); the same id for a different request is
+replicas (it is kept in SQL: services.gateway.state.idempotency); the same id for a different request is
 INVALID_ARGUMENT; while the first call still runs, ABORTED (retry later). Without a request id a
 call is not deduplicated."""
 
@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from google.protobuf.message import Message
 
-from veil.sessions import IdempotencyStore, Replay
+from services.gateway.state import IdempotencyStore, Replay
 
 M = TypeVar("M", bound=Message)
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from veil.errors import InvalidArgument
 from veil.privacy import MAX_CANDIDATES, PrivacySettings, require_attributes
 from veil.privacy.convert import mechanism_to_proto, settings_from_proto
-from veil.sessions import ControllerConfig, validate_budget
+from services.gateway.state import ControllerConfig, validate_budget
 from veil.v1 import anonymizer_pb2, common_pb2
 
 DEFAULT_CANDIDATES = 4

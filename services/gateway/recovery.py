@@ -21,7 +21,7 @@ from services.gateway.metrics import RECOVERED
 from services.gateway.releases import ReleasePublisher
 from services.gateway.rounds import RoundGenerator, end_failed_session
 from veil.errors import VeilError
-from veil.sessions import GatewayState, SessionRecord
+from services.gateway.state import GatewayState, SessionRecord
 
 log = logging.getLogger(__name__)
 

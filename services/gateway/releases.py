@@ -1,5 +1,5 @@
 """Publishing a charged release: copy the accepted candidate to its release key, then mark it
-published (veil.sessions.releases describes the protocol). Both steps are idempotent, so the
+published (services.gateway.state.releases describes the protocol). Both steps are idempotent, so the
 recovery loop can finish a release whichever replica charged it and wherever that one died."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from veil.errors import DataLoss
-from veil.sessions import GatewayState, ReleaseRecord
+from services.gateway.state import GatewayState, ReleaseRecord
 from veil.store import ObjectStore
 
 ACTOR = "gateway"

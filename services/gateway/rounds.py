@@ -23,7 +23,7 @@ from services.gateway.events import CHANGED, SessionEvents
 from services.gateway.metrics import ROUND_SECONDS
 from veil.errors import FailedPrecondition
 from veil.privacy import PrivacySettings
-from veil.sessions import GatewayState, RoundRecord, SessionRecord
+from services.gateway.state import GatewayState, RoundRecord, SessionRecord
 from veil.store import ObjectStore
 
 log = logging.getLogger(__name__)

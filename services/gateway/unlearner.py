@@ -8,7 +8,7 @@ import grpc
 
 from services.gateway.downstream import downstream_error
 from veil.rpc import outgoing_metadata
-from veil.sessions import UnlearningBatch
+from services.gateway.state import UnlearningBatch
 from veil.store import object_ref
 from veil.v1 import unlearner_pb2, unlearner_pb2_grpc
 

@@ -25,8 +25,8 @@ from services.gateway.downstream import retryable
 from services.gateway.metrics import ORIGINALS_DELETED, UNLEARNING_JOB_SECONDS, UNLEARNING_JOBS
 from services.gateway.unlearner import UnlearnerClient
 from veil.errors import FailedPrecondition, NotFound, VeilError
-from veil.sessions import GatewayState, UnlearningBatch, UnlearningStatus
-from veil.sessions.unlearning import DueOriginal
+from services.gateway.state import GatewayState, UnlearningBatch, UnlearningStatus
+from services.gateway.state.unlearning import DueOriginal
 from veil.store import ObjectStore
 from veil.v1 import unlearner_pb2
 

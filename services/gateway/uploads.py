@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from veil.errors import InvalidArgument
-from veil.sessions import StoredObject
+from services.gateway.state import StoredObject
 from veil.store import ObjectStore
 from veil.uploads import check_upload_header
 from veil.v1 import common_pb2, gateway_pb2

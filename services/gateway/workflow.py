@@ -1,5 +1,5 @@
 """The gateway's session workflow, without gRPC: uploads, the create / feedback / accept state
-machine, reads, round events and downloads, over veil.sessions (state), the anonymizer (rounds),
+machine, reads, round events and downloads, over services.gateway.state (state), the anonymizer (rounds),
 the unlearner (dependent models) and the object store. It takes and returns plain records; the
 servicer (servicer.py) converts messages and delegates here.
 
@@ -38,7 +38,7 @@ from veil.errors import DataLoss, FailedPrecondition, InvalidArgument, VeilError
 from veil.images import decode_image
 from veil.ledger import BudgetExceeded
 from veil.privacy import PrivacySettings
-from veil.sessions import (
+from services.gateway.state import (
     AcceptResult,
     AuditRecord,
     FeedbackKind,
@@ -52,8 +52,8 @@ from veil.sessions import (
     StoredObject,
     plan_next_round,
 )
-from veil.sessions.audit import IMAGE_UPLOAD
-from veil.sessions.models import require_id
+from services.gateway.state.audit import IMAGE_UPLOAD
+from services.gateway.state.models import require_id
 from veil.store import ObjectInfo, ObjectStore
 from veil.store.base import CHUNK_SIZE
 from veil.v1 import anonymizer_pb2, common_pb2

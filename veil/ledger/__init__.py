@@ -1,6 +1,6 @@
 """Privacy-ledger accounting: DP events of a release and their composition (DESIGN section 6).
 
-Plain Python on dp-accounting; the SQL ledger that charges subjects is veil.sessions.ledger_store.
+Plain Python on dp-accounting; the SQL ledger that charges subjects is services.gateway.state.ledger_store.
 The mechanisms, eps checks and the "identity" budget key are veil.privacy's.
 """
 

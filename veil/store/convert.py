@@ -16,7 +16,7 @@ from veil.v1 import common_pb2
 
 
 class StoredRef(Protocol):
-    """A stored object as a service's records name it (e.g. veil.sessions.StoredObject)."""
+    """A stored object as a service's records name it (e.g. services.gateway.state.StoredObject)."""
 
     @property
     def bucket(self) -> str: ...

@@ -18,7 +18,7 @@ from veil_tools.demo.session import PlayedSession, describe_budget, play
 from veil_tools.demo.sheet import SheetRound, contact_sheet
 from veil.errors import FailedPrecondition
 from veil_tools.localrun import DEV_TENANT, LocalServices
-from veil.sessions import GatewayState, UnlearningStatus
+from services.gateway.state import GatewayState, UnlearningStatus
 from veil.store import ObjectStore
 from veil.v1 import gateway_pb2
 

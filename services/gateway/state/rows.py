@@ -12,8 +12,8 @@ from veil.db.clock import as_utc
 from veil.errors import DataLoss, NotFound, quoted
 from veil.ledger import events_from_json
 from veil.privacy import PrivacySettings
-from veil.sessions import tables as t
-from veil.sessions.models import (
+from services.gateway.state import tables as t
+from services.gateway.state.models import (
     Candidate,
     FeedbackKind,
     LedgerEntryRecord,

@@ -21,9 +21,9 @@ from veil.db import Database
 from veil.db.clock import Clock, utcnow
 from veil.errors import FailedPrecondition, InvalidArgument, quoted
 from veil.privacy import PrivacySettings, require_candidates, require_seed
-from veil.sessions import tables as t
-from veil.sessions.audit import AuditLog, AuditRecord
-from veil.sessions.models import (
+from services.gateway.state import tables as t
+from services.gateway.state.audit import AuditLog, AuditRecord
+from services.gateway.state.models import (
     Candidate,
     FeedbackKind,
     RoundRecord,
@@ -32,7 +32,7 @@ from veil.sessions.models import (
     StoredObject,
     require_id,
 )
-from veil.sessions.rows import load_round, load_session, round_record, session_record
+from services.gateway.state.rows import load_round, load_session, round_record, session_record
 
 
 def require_active(row: Row) -> None:

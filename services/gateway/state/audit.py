@@ -21,8 +21,8 @@ from sqlalchemy.engine import Connection
 from veil.db import Database
 from veil.db.clock import Clock, as_utc, utcnow
 from veil.errors import InvalidArgument, quoted
-from veil.sessions import tables as t
-from veil.sessions.models import require_id, require_sha256
+from services.gateway.state import tables as t
+from services.gateway.state.models import require_id, require_sha256
 
 MAX_DETAIL_BYTES = 8192
 MAX_DETAIL_STRING = 1024

@@ -17,7 +17,7 @@ Publication protocol (charge first, publish after, roll forward on a crash):
 Hence: a refused release publishes nothing (refusal happens before commit, publication after);
 a published release is always charged (its charge committed first); a charged release is
 published eventually (roll forward). Unlearning requests become claimable only once their
-release is PUBLISHED (veil.sessions.unlearning).
+release is PUBLISHED (services.gateway.state.unlearning).
 
 `accept` is idempotent per request id: the same request id on an accepted session returns the
 first result (`replayed=True`, nothing charged again); a different one is FailedPrecondition.
@@ -36,10 +36,10 @@ from sqlalchemy.engine import Connection
 from veil.db import Database
 from veil.db.clock import Clock, utcnow
 from veil.errors import FailedPrecondition, InvalidArgument, NotFound, quoted
-from veil.sessions import tables as t
-from veil.sessions.audit import AuditLog, AuditRecord
-from veil.sessions.ledger_store import LedgerStore
-from veil.sessions.models import (
+from services.gateway.state import tables as t
+from services.gateway.state.audit import AuditLog, AuditRecord
+from services.gateway.state.ledger_store import LedgerStore
+from services.gateway.state.models import (
     AcceptResult,
     Candidate,
     Charge,
@@ -49,15 +49,15 @@ from veil.sessions.models import (
     SessionState,
     require_id,
 )
-from veil.sessions.rows import (
+from services.gateway.state.rows import (
     ledger_entry_record,
     load_session,
     release_record,
     round_record,
     session_record,
 )
-from veil.sessions.store import SessionStore, require_active, require_latest_unanswered
-from veil.sessions.unlearning import UnlearningStatus
+from services.gateway.state.store import SessionStore, require_active, require_latest_unanswered
+from services.gateway.state.unlearning import UnlearningStatus
 
 
 class ReleaseStore:

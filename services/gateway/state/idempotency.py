@@ -33,8 +33,8 @@ from veil.config import env_field
 from veil.db import Database, insert_ignore
 from veil.db.clock import Clock, as_utc, utcnow
 from veil.errors import Aborted, InvalidArgument, quoted
-from veil.sessions import tables as t
-from veil.sessions.models import require_id, require_sha256
+from services.gateway.state import tables as t
+from services.gateway.state.models import require_id, require_sha256
 
 PENDING, DONE = "pending", "done"
 

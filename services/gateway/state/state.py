@@ -8,13 +8,13 @@ from veil.config import from_env
 from veil.db import Database, DatabaseConfig, migrate
 from veil.db.clock import Clock, utcnow
 from veil.ledger import LedgerConfig
-from veil.sessions.audit import AuditLog
-from veil.sessions.controller import ControllerConfig
-from veil.sessions.idempotency import IdempotencyConfig, IdempotencyStore
-from veil.sessions.ledger_store import LedgerStore
-from veil.sessions.releases import ReleaseStore
-from veil.sessions.store import SessionStore
-from veil.sessions.unlearning import Retention, RetentionConfig, UnlearningQueue
+from services.gateway.state.audit import AuditLog
+from services.gateway.state.controller import ControllerConfig
+from services.gateway.state.idempotency import IdempotencyConfig, IdempotencyStore
+from services.gateway.state.ledger_store import LedgerStore
+from services.gateway.state.releases import ReleaseStore
+from services.gateway.state.store import SessionStore
+from services.gateway.state.unlearning import Retention, RetentionConfig, UnlearningQueue
 
 SERVICE = "gateway"
 

@@ -16,7 +16,7 @@ caller's token maps to, and raises veil.errors types that map to gRPC codes):
   FailedPrecondition before anything exists), then copy `result.release.source` to
   `result.release.target` in the object store, then `state.releases.mark_published(...)`.
   A recovery loop finishes `state.releases.pending_releases(older_than=...)` the same way.
-- Request ids: `state.idempotency.claim / complete / abandon` (see veil.sessions.idempotency).
+- Request ids: `state.idempotency.claim / complete / abandon` (see services.gateway.state.idempotency).
   The work is idempotent by request id too: `create_session(request_id=...)` and
   `session_for_request`, `record_feedback(request_id=...)` and `feedback_round`, and `accept`.
 - Rounds nobody generated (a replica died): `state.sessions.sessions_awaiting_round(...)`.
@@ -28,17 +28,17 @@ caller's token maps to, and raises veil.errors types that map to gRPC codes):
 - GetLedger: `state.ledger.summary(...)` and `state.ledger.entries(...)`.
 """
 
-from veil.sessions.audit import AuditLog, AuditRecord
-from veil.sessions.controller import (
+from services.gateway.state.audit import AuditLog, AuditRecord
+from services.gateway.state.controller import (
     ControllerConfig,
     Step,
     next_budget,
     plan_next_round,
     validate_budget,
 )
-from veil.sessions.idempotency import Claim, IdempotencyConfig, IdempotencyStore, Replay
-from veil.sessions.ledger_store import LedgerStore
-from veil.sessions.models import (
+from services.gateway.state.idempotency import Claim, IdempotencyConfig, IdempotencyStore, Replay
+from services.gateway.state.ledger_store import LedgerStore
+from services.gateway.state.models import (
     AcceptResult,
     Candidate,
     Charge,
@@ -52,10 +52,10 @@ from veil.sessions.models import (
     SessionState,
     StoredObject,
 )
-from veil.sessions.releases import ReleaseStore
-from veil.sessions.state import SERVICE, GatewayState
-from veil.sessions.store import SessionStore
-from veil.sessions.unlearning import (
+from services.gateway.state.releases import ReleaseStore
+from services.gateway.state.state import SERVICE, GatewayState
+from services.gateway.state.store import SessionStore
+from services.gateway.state.unlearning import (
     DueOriginal,
     Retention,
     RetentionConfig,

@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from veil.config import env_field
 from veil.errors import ConfigError, InvalidArgument
 from veil.privacy import PrivacySettings, require_epsilon
-from veil.sessions.models import FeedbackKind, RoundRecord
+from services.gateway.state.models import FeedbackKind, RoundRecord
 
 Budget = Mapping[str, float]
 # A bracket [lo, hi] with hi / lo at or below this has converged (about 1/7 of a halving step).

@@ -19,9 +19,9 @@ from veil.db import Database, insert_ignore
 from veil.db.clock import Clock, utcnow
 from veil.errors import FailedPrecondition, NotFound, quoted
 from veil.ledger import BudgetExceeded, LedgerConfig, ReleaseSpend, compose, events_from_json, events_to_json
-from veil.sessions import tables as t
-from veil.sessions.models import Charge, LedgerEntryRecord, LedgerSummary, require_id
-from veil.sessions.rows import ledger_entry_record
+from services.gateway.state import tables as t
+from services.gateway.state.models import Charge, LedgerEntryRecord, LedgerSummary, require_id
+from services.gateway.state.rows import ledger_entry_record
 
 
 class LedgerStore:

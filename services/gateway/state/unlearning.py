@@ -36,10 +36,10 @@ from veil.config import env_field
 from veil.db import Database
 from veil.db.clock import Clock, as_utc, utcnow
 from veil.errors import FailedPrecondition, InvalidArgument, NotFound, quoted
-from veil.sessions import tables as t
-from veil.sessions.audit import IMAGE_UPLOAD, AuditLog, AuditRecord
-from veil.sessions.models import ReleaseState, SessionState, StoredObject, require_id
-from veil.sessions.rows import load_session
+from services.gateway.state import tables as t
+from services.gateway.state.audit import IMAGE_UPLOAD, AuditLog, AuditRecord
+from services.gateway.state.models import ReleaseState, SessionState, StoredObject, require_id
+from services.gateway.state.rows import load_session
 
 
 class UnlearningStatus(str, enum.Enum):

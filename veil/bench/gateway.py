@@ -202,7 +202,7 @@ def format_table(results: Sequence[BenchResult]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m veil.bench gateway", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m veil.bench.gateway", description=__doc__)
     parser.add_argument("--sessions", type=int, default=64, help="concurrent sessions (default 64)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds per session (default 2)")
     parser.add_argument("--candidates", type=int, default=1, help="candidates per round (default 1)")

@@ -87,6 +87,9 @@ def run(args: argparse.Namespace) -> dict:
         found = SECTIONS[name](settings)
         for fig in found:
             stats = fig.summary()
+            if stats["median"] is None:  # e.g. no round to take a percentile of
+                print(f"  {fig.name:<44} {'n/a':>10} {fig.unit}", flush=True)
+                continue
             print(f"  {fig.name:<44} {stats['median']:>10.4g} {fig.unit:<12} "
                   f"(min {stats['min']:.4g}, max {stats['max']:.4g}, n={len(fig.samples)})", flush=True)
         figures += found

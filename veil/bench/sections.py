@@ -10,8 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from veil.bench.record import Figure, figure
+from veil.errors import Unavailable
+
+if TYPE_CHECKING:  # the service sections import the client stack only when they run
+    from veil.bench.gateway import BenchResult
 
 
 @dataclass(frozen=True)
@@ -82,9 +87,7 @@ def gateway_overhead(settings: BenchSettings) -> list[Figure]:
             figure("gateway.round_latency_p50_s", "s", "lower", latency)]
 
 
-def _raise_errors(result) -> None:
-    from veil.errors import Unavailable
-
+def _raise_errors(result: BenchResult) -> None:
     if result.errors:
         raise Unavailable(f"{len(result.errors)} session(s) failed ({result.setting}): {result.errors[0]}")
 

@@ -13,8 +13,8 @@ rounds, ACCEPT. Reported side by side:
   and the hop to the anonymizer, without the anonymizer's queue and diffusion time;
 - the anonymizer's mean micro-batch (rows per batch, from its metrics);
 - gateway CPU per round: user + system CPU seconds of the gateway process (/proc/<pid>/stat)
-  while the sessions run, divided by the rounds; unlike wall times, a busy shared machine
-  hardly moves it.
+  while the sessions run (its background loops included), divided by the rounds; unlike wall
+  times, a busy shared machine hardly moves it.
 
 The anonymizer runs `--steps` DDIM steps (default 4, not the card's 20): the overhead does not
 depend on them, and the batching comparison keeps its shape at a fraction of the time.

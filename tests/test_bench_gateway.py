@@ -4,9 +4,11 @@ every round is joined to its anonymizer call, and the numbers are consistent."""
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
-from veil_tools.bench.gateway import access_log_durations, format_table, percentile, run
+from veil_tools.bench.gateway import access_log_durations, format_table, percentile, process_cpu_seconds, run
 
 SESSIONS, ROUNDS, CANDIDATES = 6, 2, 2
 
@@ -23,6 +25,9 @@ def test_overhead_and_throughput_with_and_without_micro_batching(tiny_model_dir:
         assert all(0 < overhead < max(result.round_latencies) for overhead in result.overheads)
         assert 0 < percentile(result.overheads, 50) <= percentile(result.overheads, 99)
         assert result.throughput == result.rounds / result.wall_seconds > 0
+        # The gateway process did work for every round, and less of it than all the wall time
+        # of both its cores.
+        assert 0 < result.gateway_cpu_seconds < 2 * result.wall_seconds
     off, on = results
     # Batch size 1: every request runs alone (its candidates are its rows); by default requests
     # of several sessions share a batch.
@@ -30,6 +35,15 @@ def test_overhead_and_throughput_with_and_without_micro_batching(tiny_model_dir:
     assert on.mean_batch_rows > CANDIDATES
     table = format_table(results)
     assert "gateway overhead p99 (ms)" in table and "off (batch 1)" in table
+    assert "gateway CPU per round (ms)" in table
+
+
+def test_process_cpu_seconds_reads_user_and_system_time_of_a_process() -> None:
+    busy_until = time.process_time() + 0.2
+    while time.process_time() < busy_until:
+        pass
+    # /proc counts in clock ticks (10 ms): the two clocks agree to a few ticks.
+    assert abs(process_cpu_seconds(os.getpid()) - time.process_time()) < 0.05
 
 
 def test_access_log_durations_keep_successful_calls_of_the_methods(tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from veil.errors import InvalidArgument
-from veil_tools.k8svalidate import K8S_DIR, ROOT, load_manifests, render, validate_all, validate_object
+from veil_tools.k8svalidate import (K8S_DIR, ROOT, dashboards, load_manifests, promql_metrics, render,
+                              validate_all, validate_dashboard, validate_object)
 
 Manifest = dict[str, Any]
 OVERLAYS = ("cpu-dev", "gpu")
@@ -414,10 +415,6 @@ def test_the_anonymizer_autoscales_on_its_queue_in_gpu_and_not_in_cpu_dev(render
     assert all(d["spec"]["replicas"] == 1 for d in of_kind(rendered["cpu-dev"], "Deployment"))
 
 
-def promql_metrics(expr: str) -> set[str]:
-    return {re.sub(r"_(bucket|count|sum)$", "", m) for m in re.findall(r"\bveil_[a-z0-9_]+", expr)}
-
-
 def test_monitoring_scrapes_every_service_and_alerts_on_documented_metrics(rendered):
     objects = rendered["gpu"]
     (monitor,) = of_kind(objects, "ServiceMonitor")
@@ -472,3 +469,17 @@ def test_make_k8s_validate_entry_point_reports_each_root(capsys):
     assert len(out) == 4
     assert all(re.fullmatch(r"deploy/k8s/\S+: [1-9][0-9]* objects, 0 problems \(Kubernetes 1.33, strict\)", line)
                for line in out), out
+
+
+def test_the_dashboard_is_provisioned_by_the_monitoring_component_and_checked(rendered):
+    (name,) = dashboards(rendered["gpu"])
+    assert name == "ConfigMap/veil-grafana-dashboard/veil.json"
+    assert dashboards(rendered["cpu-dev"]) == {}  # cpu-dev leaves the monitoring component out
+    (dashboard,) = dashboards(rendered["gpu"]).values()
+    assert validate_dashboard(dashboard) == []
+    broken = {**dashboard, "panels": [*dashboard["panels"], {
+        "id": 1, "type": "timeseries", "title": "typo", "targets": [{"expr": "rate(up[5m]"}]}]}
+    messages = validate_dashboard(broken)
+    assert any("panel ids repeat" in m for m in messages)
+    assert "panel 'typo': every target must query a veil_* metric" in messages
+    assert "panel 'typo': unbalanced brackets in a query" in messages

@@ -6,13 +6,16 @@ validated by kubernetes-validate in strict mode (unknown fields are errors) agai
 KUBERNETES_VERSION; custom resources against the JSON schemas in deploy/k8s/schemas/, named
 `<kind>-<group>-<version>.json` as kubernetes-validate names its own. A kind with no schema is an
 error, never skipped. Standalone manifests outside any kustomization (the Secret example) are
-validated as they are.
+validated as they are. Grafana dashboards (ConfigMaps labelled grafana_dashboard) must hold JSON
+whose panels each query at least one veil_* metric (tests/test_dashboard.py checks the names
+against what the services export).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -36,6 +39,7 @@ STANDALONE_MANIFESTS = (K8S_DIR / "secret.example.yaml",)
 KUBERNETES_VERSION = "1.33"
 
 Manifest = dict[str, Any]
+DASHBOARD_LABEL = "grafana_dashboard"
 
 
 @dataclass(frozen=True)
@@ -107,9 +111,61 @@ def validate_object(obj: Manifest) -> list[str]:
     return []
 
 
+def promql_metrics(expr: str) -> set[str]:
+    """The veil_* metric names a PromQL expression reads (histogram series as the histogram)."""
+    return {re.sub(r"_(bucket|count|sum)$", "", m) for m in re.findall(r"\bveil_[a-z0-9_]+", expr)}
+
+
+def dashboards(objects: list[Manifest]) -> dict[str, Any]:
+    """"<ConfigMap>/<key>" -> the parsed dashboard, for every ConfigMap labelled grafana_dashboard
+    (InvalidArgument when one is not JSON)."""
+    found = {}
+    for obj in objects:
+        if obj.get("kind") == "ConfigMap" and DASHBOARD_LABEL in obj["metadata"].get("labels", {}):
+            for key, text in obj.get("data", {}).items():
+                try:
+                    found[f"{describe(obj)}/{key}"] = json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise InvalidArgument(f"{describe(obj)}/{key} is not JSON: {exc}") from exc
+    return found
+
+
+def dashboard_queries(dashboard: Manifest) -> list[str]:
+    """Every PromQL expression of a dashboard: panel targets and query variables."""
+    exprs = [t.get("expr", "") for p in dashboard.get("panels", []) for t in p.get("targets", [])]
+    for variable in dashboard.get("templating", {}).get("list", []):
+        if variable.get("type") == "query":
+            query = variable.get("query")
+            exprs.append(query.get("query", "") if isinstance(query, dict) else str(query))
+    return exprs
+
+
+def validate_dashboard(dashboard: Manifest) -> list[str]:
+    """Messages for a Grafana dashboard a provisioned Grafana would show broken or empty."""
+    messages = [f"no {field}" for field in ("uid", "title", "panels") if not dashboard.get(field)]
+    ids = [p.get("id") for p in dashboard.get("panels", [])]
+    if len(ids) != len(set(ids)):
+        messages.append(f"panel ids repeat: {ids}")
+    for panel in dashboard.get("panels", []):
+        if panel.get("type") == "row":
+            continue
+        queries = [t.get("expr", "") for t in panel.get("targets", [])]
+        if not queries or not all(promql_metrics(q) for q in queries):
+            messages.append(f"panel {panel.get('title')!r}: every target must query a veil_* metric")
+        if queries and any(q.count("(") != q.count(")") or q.count("{") != q.count("}") for q in queries):
+            messages.append(f"panel {panel.get('title')!r}: unbalanced brackets in a query")
+    return messages
+
+
 def validate_objects(source: str, objects: list[Manifest]) -> list[Problem]:
-    return [Problem(source, describe(obj), message)
-            for obj in objects for message in validate_object(obj)]
+    problems = [Problem(source, describe(obj), message)
+                for obj in objects for message in validate_object(obj)]
+    try:
+        found = dashboards(objects)
+    except InvalidArgument as exc:
+        return [*problems, Problem(source, "(dashboard)", str(exc))]
+    return problems + [Problem(source, name, message)
+                       for name, dashboard in found.items() for message in validate_dashboard(dashboard)]
 
 
 def validate_all() -> tuple[dict[str, list[Manifest]], list[Problem]]:

@@ -11,7 +11,10 @@ rounds, ACCEPT. Reported side by side:
   the anonymizer's handling time of the Anonymize call it made (both from the services'
   access logs, joined by the request id the gateway forwards): auth, SQL, the round's storage
   and the hop to the anonymizer, without the anonymizer's queue and diffusion time;
-- the anonymizer's mean micro-batch (rows per batch, from its metrics).
+- the anonymizer's mean micro-batch (rows per batch, from its metrics);
+- gateway CPU per round: user + system CPU seconds of the gateway process (/proc/<pid>/stat)
+  while the sessions run (its background loops included), divided by the rounds; unlike wall
+  times, a busy shared machine hardly moves it.
 
 The anonymizer runs `--steps` DDIM steps (default 4, not the card's 20): the overhead does not
 depend on them, and the batching comparison keeps its shape at a fraction of the time.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -50,10 +54,24 @@ class BenchResult:
     round_latencies: list[float]  # client-side, seconds
     overheads: list[float]  # gateway minus anonymizer, seconds, one per round joined by request id
     mean_batch_rows: float
+    gateway_cpu_seconds: float  # user + system of the gateway process while the sessions ran
 
     @property
     def throughput(self) -> float:
         return self.rounds / self.wall_seconds
+
+    @property
+    def gateway_cpu_ms_per_round(self) -> float:
+        return 1000 * self.gateway_cpu_seconds / self.rounds if self.rounds else float("nan")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (Linux /proc/<pid>/stat, fields 14 and 15)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # The command name (field 2) is in parentheses and may hold spaces: split after it.
+    fields = stat[stat.rindex(")") + 2:].split()
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -105,8 +123,10 @@ def one_session(services: LocalServices, face: bytes, subject: str, rounds: int,
 
 
 def run_setting(setting: str, batch_max_size: str | None, *, sessions: int, rounds: int,
-                candidates: int, steps: int, model_uri: str | None, work: Path) -> BenchResult:
-    anonymizer_env = {"VEIL_SAMPLING_STEPS": str(steps)}
+                candidates: int, steps: int, model_uri: str | None, work: Path,
+                env: dict[str, str] | None = None) -> BenchResult:
+    """`env`: more variables of the anonymizer (e.g. its device)."""
+    anonymizer_env = {"VEIL_SAMPLING_STEPS": str(steps), **(env or {})}
     if batch_max_size is not None:
         anonymizer_env["VEIL_BATCH_MAX_SIZE"] = batch_max_size
     services = LocalServices(work / "var", ports="free", model_uri=model_uri,
@@ -118,6 +138,8 @@ def run_setting(setting: str, batch_max_size: str | None, *, sessions: int, roun
         faces = distinct_faces(load_celeba(folder).images, sessions + 1)
         one_session(services, faces[-1], "warm-up", 1, candidates)
         batches_before = services.anonymizer.metrics()
+        gateway_pid = services.gateway.process.pid
+        cpu_before = process_cpu_seconds(gateway_pid)
         started = time.perf_counter()
         with ThreadPoolExecutor(sessions) as pool:
             futures = [pool.submit(one_session, services, faces[i], f"bench-{i}", rounds, candidates)
@@ -130,6 +152,7 @@ def run_setting(setting: str, batch_max_size: str | None, *, sessions: int, roun
                 except Exception as exc:  # reported: the benchmark counts errors, not stops
                     errors.append(f"{type(exc).__name__}: {exc}")
         wall = time.perf_counter() - started
+        gateway_cpu = process_cpu_seconds(gateway_pid) - cpu_before
         batches_after = services.anonymizer.metrics()
     rows = (batches_after.get(("veil_anonymizer_batch_rows_sum", ()), 0.0)
             - batches_before.get(("veil_anonymizer_batch_rows_sum", ()), 0.0))
@@ -141,17 +164,21 @@ def run_setting(setting: str, batch_max_size: str | None, *, sessions: int, roun
     overheads = [gateway[rid] - anonymizer[rid] for rid in gateway if rid in anonymizer]
     latencies = [seconds for outcome in outcomes for seconds in outcome]
     return BenchResult(setting, sessions, len(latencies), errors, wall,
-                       latencies, overheads, rows / batches if batches else float("nan"))
+                       latencies, overheads, rows / batches if batches else float("nan"),
+                       gateway_cpu)
 
 
 def run(*, sessions: int, rounds: int, candidates: int, steps: int,
-        model_uri: str | None = None) -> list[BenchResult]:
+        model_uri: str | None = None, settings: Sequence[str] = tuple(BATCHING),
+        env: dict[str, str] | None = None) -> list[BenchResult]:
+    """One fresh set of services per batching setting (keys of BATCHING), one after another."""
     results = []
-    for setting, batch_max_size in BATCHING.items():
+    for setting in settings:
+        batch_max_size = BATCHING[setting]
         with tempfile.TemporaryDirectory(prefix="veil-bench-gateway-") as work:
             results.append(run_setting(setting, batch_max_size, sessions=sessions, rounds=rounds,
                                        candidates=candidates, steps=steps, model_uri=model_uri,
-                                       work=Path(work)))
+                                       work=Path(work), env=env))
     return results
 
 
@@ -170,11 +197,12 @@ def format_table(results: Sequence[BenchResult]) -> str:
     row("gateway overhead p99 (ms)", [1000 * percentile(r.overheads, 99) for r in results], ".1f")
     row("rounds joined for overhead", [len(r.overheads) for r in results], "d")
     row("mean batch (rows)", [r.mean_batch_rows for r in results], ".1f")
+    row("gateway CPU per round (ms)", [r.gateway_cpu_ms_per_round for r in results], ".1f")
     return "\n".join(lines)
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m veil_tools.bench gateway", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m veil_tools.bench.gateway", description=__doc__)
     parser.add_argument("--sessions", type=int, default=64, help="concurrent sessions (default 64)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds per session (default 2)")
     parser.add_argument("--candidates", type=int, default=1, help="candidates per round (default 1)")

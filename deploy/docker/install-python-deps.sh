@@ -8,7 +8,7 @@
 # torch comes first, from the PyTorch index of the variant (the CPU wheel, or the CUDA build named
 # by TORCH_CUDA); everything else is then installed under the lock, which keeps pip from replacing
 # that torch. The cuda variant takes the `gpu` extra (onnxruntime-gpu, nvidia-ml-py), pinned to the
-# onnxruntime version of the lock.
+# onnxruntime version of the lock. Every image takes the `faces` extra (dlib, its model files).
 set -eu
 variant=$1
 case "$variant" in
@@ -27,7 +27,8 @@ import tomllib
 
 with open("pyproject.toml", "rb") as f:
     project = tomllib.load(f)["project"]
-print("\n".join(project["dependencies"] + project["optional-dependencies"][sys.argv[1]]))
+extras = project["optional-dependencies"]
+print("\n".join(project["dependencies"] + extras[sys.argv[1]] + extras["faces"]))
 PY
 sed -n 's/^onnxruntime==/onnxruntime-gpu==/p' constraints.txt > variant-constraints.txt
 $pip install -c constraints.txt -c variant-constraints.txt -r requirements.txt

@@ -188,6 +188,7 @@ def _anonymize_photo(pipeline, anonymizer, photo, budget, candidates: int, seed:
                                   None if seed is None else seed + candidate)
         receipts = iter(face[candidate].receipt.to_dict() for face in per_face)
         faces = [{"box": list(f.box.as_tuple()), "score": f.score, "action": f.action.value,
+                  "region": None if f.region is None else list(f.region.as_tuple()),
                   "receipt": next(receipts) if f.action is FaceAction.ANONYMIZED else None} for f in result.faces]
         released.append((result.image, photo.format, photo.alpha, {"faces": faces}))
     return released

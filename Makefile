@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch first, from the local CPU wheel: anything else would pull a multi-GB CUDA build.
 	$(PY) -m pip install --quiet --disable-pip-version-check torch==$(TORCH_VERSION)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt -e '.[gateway,anonymizer,unlearner,cpu,dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt -e '.[gateway,anonymizer,unlearner,cpu,faces,dev]'
 	$(PY) -m veil_tools.protogen
 	touch $@
 

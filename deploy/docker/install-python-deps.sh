@@ -10,13 +10,14 @@
 # the variant (the CPU wheel, or the CUDA build named by TORCH_CUDA); everything else is then
 # installed under the lock, which keeps pip from replacing that torch. The anonymizer also takes
 # the extra of its variant: `cpu` (onnxruntime) or `gpu` (onnxruntime-gpu, pinned to the
-# onnxruntime version of the lock, and nvidia-ml-py). Only the anonymizer has a cuda variant.
+# onnxruntime version of the lock, and nvidia-ml-py). Only the anonymizer has a cuda variant; it
+# also takes the `faces` extra (dlib and its CC0 model files) for whole photos.
 set -eu
 service=$1
 variant=$2
 case "$service/$variant" in
-    anonymizer/cpu) torch_build=cpu; extras="anonymizer cpu" ;;
-    anonymizer/cuda) torch_build=${TORCH_CUDA:?set TORCH_CUDA, e.g. cu128}; extras="anonymizer gpu" ;;
+    anonymizer/cpu) torch_build=cpu; extras="anonymizer cpu faces" ;;
+    anonymizer/cuda) torch_build=${TORCH_CUDA:?set TORCH_CUDA, e.g. cu128}; extras="anonymizer gpu faces" ;;
     unlearner/cpu|gateway/cpu) torch_build=cpu; extras=$service ;;
     *) echo "no image for service '$service', variant '$variant'" >&2; exit 2 ;;
 esac

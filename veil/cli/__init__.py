@@ -16,6 +16,7 @@ from veil.errors import VeilError
 COMMAND_MODULES: list[str] = [
     "veil.cli.data",
     "veil.cli.diffusion",
+    "veil.cli.faces",
     "veil.cli.model",
     "veil.cli.session",
     "veil.cli.unlearn",

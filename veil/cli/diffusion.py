@@ -24,9 +24,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--model-version", default="diffae-synth32", help="version recorded in the model card")
     train.set_defaults(func=_train)
 
-    anon = subparsers.add_parser("anonymize", help="anonymise one image or a folder of images")
-    anon.add_argument("input", type=Path, help="a PNG/JPEG file, or a folder of them")
+    anon = subparsers.add_parser("anonymize", help="anonymise every face of a photo, or of each photo in a folder")
+    anon.add_argument("input", type=Path, help="a PNG/JPEG/WebP photo, or a folder of them; an image of exactly the "
+                                               "model's size is taken as an aligned face crop")
     anon.add_argument("--out", type=Path, required=True, help="output file (one input) or folder")
+    anon.add_argument("--max-side", type=int, default=4096, help="refuse photos larger than this on their longest side")
+    anon.add_argument("--min-face", type=int, default=None,
+                      help="faces smaller than this (px) are obscured, not re-synthesized (default: veil.faces')")
+    anon.add_argument("--upsample", type=int, default=None, help="HOG detector upsampling (default: veil.faces')")
     anon.add_argument("--protect", default="", help="comma-separated attributes to protect, e.g. Male,Young")
     anon.add_argument("--level", type=int, default=None, help="privacy level 0..10 (default: the model's default)")
     anon.add_argument("--eps", default=None, help="explicit eps per protected attribute, e.g. Male=1,Young=0.5")
@@ -111,15 +116,18 @@ def _parse_eps(text: str) -> dict[str, float]:
     return out
 
 
+PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
 def _anonymize(args: argparse.Namespace) -> int:
     from veil.privacy import DEFAULT_LEVEL, PrivacySettings
+    from veil.faces.photo import decode_photo
     from veil.files import write_bytes_atomically
-    from veil.images import decode_image, encode_png
 
     if args.input.is_dir():
-        inputs = sorted(p for p in args.input.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+        inputs = sorted(p for p in args.input.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
         if not inputs:
-            raise InvalidArgument(f"{args.input}: no .png/.jpg images")
+            raise InvalidArgument(f"{args.input}: no .png/.jpg/.webp images")
     elif args.input.is_file():
         inputs = [args.input]
     else:
@@ -135,21 +143,65 @@ def _anonymize(args: argparse.Namespace) -> int:
     else:
         settings = PrivacySettings.from_level(DEFAULT_LEVEL if args.level is None else args.level, protect, names)
     # Decode everything before any work, and write only at the end: a bad input writes nothing.
-    images = [decode_image(p.read_bytes(), anonymizer.model.image_size, what=str(p)) for p in inputs]
-    results = anonymizer.anonymize(images, settings, args.candidates, args.seed)
+    photos = [decode_photo(p.read_bytes(), args.max_side, what=str(p)) for p in inputs]
+    size = anonymizer.model.image_size
+    crops = [i for i, photo in enumerate(photos) if photo.pixels.shape[:2] == (size, size)]
+    crop_results = anonymizer.anonymize([photos[i].pixels for i in crops], settings, args.candidates, args.seed) if crops else []
+    pipeline = _pipeline(args, size)
     single = not args.input.is_dir()
     outputs: list[tuple[Path, bytes]] = []
-    for path, candidates in zip(inputs, results):
-        base = args.out if single else args.out / f"{path.stem}.png"
-        for item in candidates:
-            target = base if args.candidates == 1 else base.with_name(f"{base.stem}-{item.receipt.candidate}{base.suffix}")
-            outputs.append((target, encode_png(item.image)))
-            receipt = json.dumps(item.receipt.to_dict(), indent=2, sort_keys=True).encode()
-            outputs.append((target.with_suffix(".receipt.json"), receipt))
+    by_crop = dict(zip(crops, crop_results))
+    for index, (path, photo) in enumerate(zip(inputs, photos)):
+        if index in by_crop:  # an aligned crop, as before whole photos: PNG out
+            base = args.out if single else args.out / f"{path.stem}.png"
+            released = [(item.image, "PNG", None, item.receipt.to_dict()) for item in by_crop[index]]
+        else:
+            base = args.out if single else args.out / f"{path.stem}{path.suffix}"
+            released = _anonymize_photo(pipeline, anonymizer, photo, settings, args.candidates, args.seed)
+        for candidate, (pixels, fmt, alpha, receipt) in enumerate(released):
+            target = base if args.candidates == 1 else base.with_name(f"{base.stem}-{candidate}{base.suffix}")
+            outputs.append((target, _encode(pixels, target, fmt, alpha)))
+            outputs.append((target.with_suffix(".receipt.json"),
+                            json.dumps(receipt, indent=2, sort_keys=True).encode()))
     for target, data in outputs:
         write_bytes_atomically(target, data)
     print(f"wrote {len(outputs) // 2} image(s) with receipts under {args.out}")
     return 0
+
+
+def _pipeline(args: argparse.Namespace, crop_size: int):
+    from veil.faces import FacePipeline, HogDetector
+
+    options = {} if args.min_face is None else {"min_face": args.min_face}
+    detector = HogDetector() if args.upsample is None else HogDetector(upsample=args.upsample)
+    return FacePipeline(crop_size, detector, **options)
+
+
+def _anonymize_photo(pipeline, anonymizer, photo, settings, candidates: int, seed: int | None):
+    """Every face of one photo anonymized (all its crops in one batch); per candidate: pixels,
+    format, alpha and a receipt listing every face (box, score, action, its release's receipt)."""
+    from veil.faces import FaceAction
+
+    prepared = pipeline.prepare(photo.pixels)
+    per_face = anonymizer.anonymize(prepared.crops, settings, candidates, seed) if prepared.crops else []
+    released = []
+    for candidate in range(candidates):
+        result = pipeline.compose(prepared, [face[candidate].image for face in per_face],
+                                  None if seed is None else seed + candidate)
+        receipts = iter(face[candidate].receipt.to_dict() for face in per_face)
+        faces = [{"box": list(f.box.as_tuple()), "score": f.score, "action": f.action.value,
+                  "region": None if f.region is None else list(f.region.as_tuple()),
+                  "receipt": next(receipts) if f.action is FaceAction.ANONYMIZED else None} for f in result.faces]
+        released.append((result.image, photo.format, photo.alpha, {"faces": faces}))
+    return released
+
+
+def _encode(pixels, target: Path, fmt: str, alpha) -> bytes:
+    """In the format the output's name asks for (.png, .jpg, .webp), else the input's."""
+    from veil.faces.photo import encode_photo
+
+    by_suffix = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+    return encode_photo(pixels, by_suffix.get(target.suffix.lower(), fmt), alpha)
 
 
 def _eval(args: argparse.Namespace) -> int:

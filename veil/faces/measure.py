@@ -1,0 +1,125 @@
+"""Measurements of the whole-photo path on real photos shipped with scikit-image: detector recall
+and false positives (lfw_subset), latency per stage, and seams (PSNR outside and around faces).
+
+scikit-image is a development dependency (the `faces-eval` extra): imported only here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from veil.faces.blend import face_weight
+from veil.faces.detect import Box, FaceDetector
+from veil.faces.pipeline import AnonymizeCrops, FaceAction, FacePipeline, PreparedPhoto
+
+LFW_SCALE = 4
+"""lfw_subset's 25-px faces are upscaled to 100 px, the size of a face in an ordinary portrait."""
+
+
+def lfw_subset() -> tuple[np.ndarray, np.ndarray]:
+    """lfw_subset's 100 faces and 100 non-faces, uint8 grey (25, 25)."""
+    from skimage import data
+
+    images = (data.lfw_subset() * 255).round().astype(np.uint8)
+    return images[:100], images[100:]
+
+
+def upscaled(grey: np.ndarray, scale: int = LFW_SCALE, pad: float = 0.5) -> np.ndarray:
+    """A grey patch upscaled `scale` times, on an edge-extended canvas `pad` of its side wider on
+    each side (a detector needs some context around a face), as RGB."""
+    side = grey.shape[0] * scale
+    big = np.asarray(Image.fromarray(grey).resize((side, side), Image.Resampling.BICUBIC))
+    border = round(side * pad)
+    return np.repeat(np.pad(big, border, mode="edge")[..., None], 3, axis=2)
+
+
+@dataclass(frozen=True)
+class DetectorCounts:
+    faces_found: int
+    faces: int
+    false_positive_images: int  # non-face images with at least one detection
+    non_faces: int
+
+    @property
+    def recall(self) -> float:
+        return self.faces_found / self.faces
+
+
+def detector_counts(detector: FaceDetector, scale: int = LFW_SCALE) -> DetectorCounts:
+    """A face counts as found when a detection's centre falls inside it."""
+    faces, non_faces = lfw_subset()
+    found = 0
+    for face in faces:
+        canvas = upscaled(face, scale)
+        border = (canvas.shape[0] - face.shape[0] * scale) // 2
+        inside = Box(border, border, canvas.shape[0] - border, canvas.shape[0] - border)
+        found += any(_centre_inside(d.box, inside) for d in detector.detect(canvas))
+    false = sum(bool(detector.detect(upscaled(image, scale))) for image in non_faces)
+    return DetectorCounts(found, len(faces), false, len(non_faces))
+
+
+def _centre_inside(box: Box, region: Box) -> bool:
+    x, y = (box.left + box.right) / 2, (box.top + box.bottom) / 2
+    return region.left <= x < region.right and region.top <= y < region.bottom
+
+
+def group_photo(faces: int, side: int = 1024, face_px: int = 160, seed: int = 0) -> tuple[np.ndarray, list[Box]]:
+    """A `side` px photo with `faces` lfw_subset faces (upscaled to `face_px`, in colour-tinted
+    grey) in a row on scikit-image's `coffee` photo (which has no face); also where the faces are."""
+    from skimage import data
+
+    rng = np.random.default_rng(seed)
+    photo = np.array(Image.fromarray(data.coffee()).resize((side, side * 3 // 4), Image.Resampling.BICUBIC))
+    chosen = rng.choice(100, size=faces, replace=False)
+    lfw, _ = lfw_subset()
+    step = photo.shape[1] // faces
+    boxes = []
+    for slot, index in enumerate(chosen):
+        grey = np.asarray(Image.fromarray(lfw[index]).resize((face_px, face_px), Image.Resampling.BICUBIC))
+        tint = np.array([1.0, 0.85, 0.75])  # skin-like, so the colour match has colour to match
+        left = slot * step + (step - face_px) // 2
+        top = (photo.shape[0] - face_px) // 2
+        photo[top:top + face_px, left:left + face_px] = (grey[..., None] * tint).astype(np.uint8)
+        boxes.append(Box(left, top, left + face_px, top + face_px))
+    return photo, boxes
+
+
+@dataclass(frozen=True)
+class Seams:
+    outside_psnr: float  # over pixels outside every blend region; inf when they are bit-identical
+    ring_psnr: list[float]  # per anonymized face: over its feathered band (0 < weight < 1)
+
+
+def seams(prepared: PreparedPhoto, result: np.ndarray) -> Seams:
+    original = prepared.image
+    changed = np.zeros(original.shape[:2], dtype=bool)
+    rings = []
+    for face in prepared.faces:
+        if face.action is FaceAction.ANONYMIZED:
+            region, weight = face_weight(face.aligned, original.shape)
+            window = (slice(region.top, region.bottom), slice(region.left, region.right))
+            changed[window] |= weight > 0
+            band = (weight > 0) & (weight < 1)
+            rings.append(psnr(original[window][band], result[window][band]))
+        elif face.action is FaceAction.OBSCURED:
+            box = face.detection.box
+            changed[box.top:box.bottom, box.left:box.right] = True
+    return Seams(psnr(original[~changed], result[~changed]), rings)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)) if a.size else 0.0
+    return math.inf if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
+
+
+def stage_latency(pipeline: FacePipeline, anonymize_crops: AnonymizeCrops, photos: Sequence[np.ndarray],
+                  boxes: Sequence[Sequence[Box]] | None = None) -> dict[str, float]:
+    """Median seconds per stage over `photos` (detection / alignment / anonymization / blending)."""
+    runs = [pipeline.run(photo, anonymize_crops, None if boxes is None else boxes[i]).timings
+            for i, photo in enumerate(photos)]
+    return {stage: float(np.median([r[stage] for r in runs])) for stage in runs[0]}

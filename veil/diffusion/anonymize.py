@@ -245,10 +245,14 @@ class Anonymizer:
         return self.receipts(plan, self.decode([plan], progress)[0])
 
     @torch.no_grad()
-    def plan(self, prepared: Prepared, budget: Budget, candidates: int = 1, seed: int | None = None) -> ReleasePlan:
+    def plan(self, prepared: Prepared, budget: Budget, candidates: int = 1, seed: int | None = None,
+             outcome: dict[str, torch.Tensor] | None = None) -> ReleasePlan:
         """Run the mechanisms: the released attributes, latents and start points of every candidate.
 
         Plans of different requests (different budgets) can be decoded together in one batch.
+        `outcome` (per image, +-1) replaces the mechanism's released value of protected attributes
+        after its draws, so every other draw is the same: the audit (veil.diffusion.audit) decodes
+        each outcome of randomized response to weigh them by their probabilities. Never served.
         """
         if isinstance(candidates, bool) or not isinstance(candidates, int) or not 1 <= candidates <= MAX_CANDIDATES:
             raise InvalidArgument(f"candidates must be an integer in 1..{MAX_CANDIDATES}, got {candidates!r}")
@@ -273,6 +277,11 @@ class Anonymizer:
             else:
                 released[:, j] = randomized_response(prepared.predicted[rows, j], eps, gen)
             values[attr] = released[:, j]
+        for attr, value in (outcome or {}).items():
+            if attr not in values:
+                raise InvalidArgument(f"an outcome is given for {attr!r}, which this budget does not release")
+            released[:, names.index(attr)] = value.to(device)[rows]
+            values[attr] = released[:, names.index(attr)]
         implied = self._implied_rates(list(values))
         for other, (key, rates) in implied.items():
             p_plus = torch.where(values[key] >= 0, rates["+1"][other], rates["-1"][other])

@@ -115,6 +115,7 @@ class Receipt:
     model_version: str
     input_sha256: str
     created_at: float = field(default_factory=time.time)
+    decode_tries: int = 1  # decodes until the image read as the released values (veil.diffusion.verify)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -11,8 +11,8 @@ import torch
 
 from veil.data import load_celeba
 from veil.diffusion.anonymize import Anonymizer, Budget
-from veil.diffusion.audit import AuditConfig, decode_outcomes, settings, split_probes
-from veil.diffusion.leakage import (PosteriorTable, auc, bayes_ceiling, bootstrap_mean, detector_ceiling,
+from veil.diffusion.audit import AuditConfig, decode_outcomes, settings, split_probes, upper_bar_row
+from veil.diffusion.leakage import (Interval, PosteriorTable, auc, bayes_ceiling, bootstrap_mean, detector_ceiling,
                                     expected_correct, wilson_interval)
 from veil.diffusion.mechanisms import keep_probability
 from veil.diffusion.pipeline import DiffusionAutoencoder
@@ -124,3 +124,11 @@ def test_kept_and_flipped_plans_differ_only_in_the_released_value(tiny_model_dir
     outcomes = decode_outcomes(anonymizer, prepared, budget, "Male", seeds=[3, 4])
     assert outcomes.kept.shape == outcomes.flipped.shape == (2, 3, 16, 16, 3)
     assert not np.array_equal(outcomes.kept[0], outcomes.kept[1])  # each seed is its own draw
+
+
+def test_adaptive_bar_holds_the_stronger_attacker() -> None:
+    # A weakly trained adaptive attacker under the bar must not pass a release the clean one breaks.
+    weak, strong = Interval(0.40, 0.20, 0.60), Interval(0.76, 0.73, 0.80)
+    assert upper_bar_row("a", weak, 0.75, "").passed is True
+    assert upper_bar_row("a", weak, 0.75, "", judged=max(weak, strong, key=lambda i: i.high)).passed is False
+    assert upper_bar_row("a", strong, 0.80, "").passed is True  # judged on the upper end, 0.80 <= 0.80

@@ -7,7 +7,8 @@ other randomness is the same in both. Measured against the original labels:
 * the clean-trained attacker (`veil eval`'s attribute classifier), expected over the mechanism;
 * an adaptive attacker: the clean one fine-tuned on TUNING probes' released images with their
   original labels, each image weighted by its probability under the mechanism (the expectation
-  of training on draws, without the draw noise); scored on TEST probes, expected likewise;
+  of training on draws, without the draw noise); scored on TEST probes, expected likewise. Its
+  bar (ceiling + margin) is judged on the stronger of it and the clean attacker;
 * a kept-vs-flipped detector (AUC), trained on tuning decodes, beside the best AUC the released
   value and the unchanged attributes allow;
 * the ceiling: the Bayes accuracy from the released value plus the attributes released unchanged;
@@ -138,10 +139,14 @@ def _reads_plus(net: EvalNet, images: np.ndarray, column: int | slice) -> np.nda
 
 
 def fine_tune(clean: EvalNet, images: np.ndarray, labels: np.ndarray, weights: np.ndarray, epochs: int, batch: int,
-              seed: int) -> EvalNet:
-    """A one-output attacker started from the clean attacker's features, trained on weighted examples."""
+              seed: int, head_from: int | None = None) -> EvalNet:
+    """A one-output net started from the clean attacker's features (and its output `head_from`,
+    so an attacker starts as the clean one), trained on weighted examples."""
     net = EvalNet(1, image_size=images.shape[1])
     state = {k: v for k, v in clean.state_dict().items() if not k.startswith("head.")}
+    if head_from is not None:
+        state["head.weight"] = clean.head.weight[head_from:head_from + 1].detach().clone()
+        state["head.bias"] = clean.head.bias[head_from:head_from + 1].detach().clone()
     net.load_state_dict(state, strict=False)
     targets = torch.from_numpy(np.stack([labels > 0, weights], axis=1).astype(np.float32))
 
@@ -268,7 +273,7 @@ class LeakageAudit:
         adaptive_net = fine_tune(self.clean, np.concatenate([tuning.kept[0], tuning.flipped[0]]),
                                  np.concatenate([tuning_labels, tuning_labels]),
                                  np.concatenate([np.full(len(tuning_labels), keep), np.full(len(tuning_labels), 1 - keep)]),
-                                 cfg.attacker_epochs, cfg.batch_size, cfg.seed)
+                                 cfg.attacker_epochs, cfg.batch_size, cfg.seed, head_from=key)
         adaptive_kept = (_reads_plus(adaptive_net, test.kept, 0) == truth[:, key]).mean(axis=0)
         adaptive_flipped = (_reads_plus(adaptive_net, test.flipped, 0) == truth[:, key]).mean(axis=0)
         adaptive = bootstrap_mean(expected_correct(adaptive_kept, adaptive_flipped, keep), seed=cfg.seed)
@@ -282,11 +287,15 @@ class LeakageAudit:
     def _rows(self, report: EvalReport, r: SettingResult) -> None:
         cfg, attr = self.cfg, self.cfg.attribute
         head = f"audit {r.name} eps={r.epsilon:g}"
-        report.rows.append(_upper_row(f"{head} clean attacker {attr}", r.clean, r.bound + cfg.margin,
+        report.rows.append(upper_bar_row(f"{head} clean attacker {attr}", r.clean, r.bound + cfg.margin,
                                       f"bound {r.bound:.3f}"))
-        # Reading the released value alone scores the bound on every probe, so the ceiling is at least that.
-        report.rows.append(_upper_row(f"{head} adaptive attacker {attr}", r.adaptive,
-                                      max(r.ceiling.value, r.bound) + cfg.margin, f"ceiling {r.ceiling}"))
+        # Reading the released value alone scores the bound on every probe, so the ceiling is at least
+        # that. The bar holds the stronger attacker to it: a weakly trained adaptive one hides nothing.
+        stronger = max(r.adaptive, r.clean, key=lambda i: i.high)
+        report.rows.append(upper_bar_row(f"{head} adaptive attacker {attr}", r.adaptive,
+                                      max(r.ceiling.value, r.bound) + cfg.margin,
+                                      f"ceiling {r.ceiling}; judged on the stronger of adaptive and clean "
+                                      f"(hi {stronger.high:.3f})", judged=stronger))
         report.add(f"{head} ceiling {attr}", r.ceiling.value, note=f"95% {r.ceiling.low:.3f}-{r.ceiling.high:.3f}")
         report.add(f"{head} kept-vs-flipped AUC", r.detector.value,
                    note=f"95% {r.detector.low:.3f}-{r.detector.high:.3f}; best from released values {r.detector_ceiling.value:.3f}")
@@ -329,10 +338,10 @@ class LeakageAudit:
         return max(share, 1 - share)
 
 
-def _upper_row(name: str, value: Interval, threshold: float, note: str) -> Row:
-    """A bar judged on the upper end of the 95% interval."""
-    return Row(name, value.value, f"hi <= {threshold:.3f}", value.high <= threshold + 1e-12,
-               f"95% {value.low:.3f}-{value.high:.3f}; {note}")
+def upper_bar_row(name: str, value: Interval, threshold: float, note: str, judged: Interval | None = None) -> Row:
+    """A bar judged on the upper end of the 95% interval (of `judged`, by default the value's own)."""
+    passed = (judged or value).high <= threshold + 1e-12
+    return Row(name, value.value, f"hi <= {threshold:.3f}", passed, f"95% {value.low:.3f}-{value.high:.3f}; {note}")
 
 
 def _digest(ids: np.ndarray) -> str:

@@ -58,8 +58,11 @@ def expected_correct(correct_kept: np.ndarray, correct_flipped: np.ndarray, keep
 
 def auc(positive: np.ndarray, negative: np.ndarray) -> float:
     """P(score of a positive > score of a negative), ties counted half (Mann-Whitney)."""
-    pos, neg = np.asarray(positive, dtype=np.float64)[:, None], np.asarray(negative, dtype=np.float64)[None, :]
-    return float((pos > neg).mean() + 0.5 * (pos == neg).mean())
+    neg = np.sort(np.asarray(negative, dtype=np.float64))
+    pos = np.asarray(positive, dtype=np.float64)
+    below = np.searchsorted(neg, pos, side="left")
+    tied = np.searchsorted(neg, pos, side="right") - below
+    return float((below + 0.5 * tied).sum() / (len(pos) * len(neg)))
 
 
 def paired_auc(positive: np.ndarray, negative: np.ndarray, resamples: int = 1000, seed: int = 0) -> Interval:

@@ -3,41 +3,59 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
 from veil.cli import main as cli
+from veil.data import generate_dataset
 from veil.diffusion.evaluate import EvalReport, Gallery, kernel_inception_distance
 
 
 def test_eval_reports_every_bar(tiny_model_dir: Path, tiny_faces: Path, tmp_path: Path,
                                 capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "eval.json"
-    code = cli(["eval", "--model", str(tiny_model_dir), "--data", str(tiny_faces), "--probes", "6", "--gallery", "10", "--steps", "2",
-                "--json", str(out), "--cache", str(tmp_path / "cache")])
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    unseen = generate_dataset(tmp_path / "unseen", identities=8, per_identity=1, seed=9, size=32, test_per_identity=0,
+                              workers=1)
+    audit = ["--audit-data", str(unseen), "--tuning-probes", "4", "--audit-probes", "4", "--audit-eps", "0.5,1",
+             "--audit-levels", "1,5"]
+    code = cli(["eval", "--model", str(model), "--data", str(tiny_faces), "--probes", "6", "--gallery", "10", "--steps", "2",
+                "--json", str(out), "--cache", str(tmp_path / "cache"), "--write-card", *audit])
     report = json.loads(out.read_text())
     assert code == (0 if report["passed"] else 1)
     names = [r["name"] for r in report["rows"]]
     for expected in ("level0 reconstruction PSNR (dB)", "level0 |acc change| Male", "level0 re-ID / originals' re-ID",
-                     "rr eps=1 attacker acc Male", "rr eps=0.5 attacker acc Male", "rr eps=1 utility drop Smiling",
-                     "identity level 5 re-ID (gallery 10)", "identity level 5 re-ID (gallery 6)", "identity level 5 utility drop Young"):
+                     "identity level 5 re-ID (gallery 10)", "identity level 5 re-ID (gallery 6)",
+                     "identity level 5 utility drop Young", "audit z_sem fresh probe Male acc"):
         assert expected in names, expected
-    # No_Beard is implied by Male on these faces: reported apart, never as a utility row.
-    assert "rr eps=1 implied No_Beard acc (protected with it)" in names
-    assert not any(n.startswith("rr eps=1 utility drop No_Beard") for n in names)
-    bars = {r["name"]: r["bar"] for r in report["rows"]}
-    assert bars["rr eps=1 attacker acc Male"] == "<= 0.781" and bars["rr eps=0.5 attacker acc Male"] == "<= 0.672"
-    assert bars["rr eps=2 attacker acc Male"] == ""  # the sweep beyond the bars is information
-    assert all(0.0 <= r["measured"] <= 1.0 for r in report["rows"] if "acc Male" in r["name"])
+    for setting in ("attribute-only eps=0.5", "attribute-only eps=1", "level 1 eps=8", "level 5 eps=2"):
+        for measure in ("clean attacker Male", "adaptive attacker Male", "ceiling Male", "kept-vs-flipped AUC",
+                        "edit realised Male -1 -> +1", "edit realised Male +1 -> -1", "largest utility drop"):
+            assert f"audit {setting} {measure}" in names, (setting, measure)
+    rows = {r["name"]: r for r in report["rows"]}
+    assert rows["audit attribute-only eps=1 clean attacker Male"]["bar"] == "hi <= 0.751"  # bound 0.731 + 2 points
+    assert rows["audit attribute-only eps=0.5 clean attacker Male"]["bar"] == "hi <= 0.642"
+    assert all(0.0 <= r["measured"] <= 1.0 for n, r in rows.items() if "attacker" in n)
+    details = report["details"]["audit"]
+    # Tuning and test probes are named, disjoint in use and in decode seeds; No_Beard goes with Male.
+    assert details["tuning"]["probes"] == 4 and details["test"]["probes"] == 4
+    assert details["tuning"]["decode_seeds"] == [1] and details["test"]["decode_seeds"] == [2]
+    assert details["tuning"]["identities_sha"] != details["test"]["identities_sha"]
+    assert "No_Beard" in details["protected_group"] and "No_Beard" not in details["unchanged"]
+    card = json.loads((model / "model_card.json").read_text())
+    assert card["metrics"]["details"]["audit"]["test"]["used_for"] == "every reported measurement"
     table = capsys.readouterr().out
     assert "PASS" in table or "FAIL" in table
     assert list((tmp_path / "cache").glob("evaluators-*.safetensors")), "evaluators are cached for the next run"
     # Other probes, the same evaluators (read back, not trained again).
     again = tmp_path / "eval-probes-1.json"
-    cli(["eval", "--model", str(tiny_model_dir), "--data", str(tiny_faces), "--probes", "6", "--gallery", "10",
-         "--steps", "2", "--json", str(again), "--cache", str(tmp_path / "cache"), "--probe-seed", "1"])
+    cli(["eval", "--model", str(model), "--data", str(tiny_faces), "--probes", "6", "--gallery", "10",
+         "--steps", "2", "--json", str(again), "--cache", str(tmp_path / "cache"), "--probe-seed", "1", *audit,
+         "--audit-levels", "", "--audit-eps", "1"])
     assert json.loads(again.read_text())["details"]["eval_config"]["probe_seed"] == 1
     assert len(list((tmp_path / "cache").glob("evaluators-*.safetensors"))) == 1
     assert "evaluators read from" in capsys.readouterr().err

@@ -53,6 +53,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--gallery", type=int, default=400, help="identities in the re-ID gallery (the probes' and others)")
     ev.add_argument("--probe-seed", type=int, default=0,
                     help="which held-out probes are drawn (and the mechanisms' seeds); the evaluators stay")
+    ev.add_argument("--audit-data", type=Path, default=None,
+                    help="faces of identities no model saw, for the leakage audit (default: generated for synthetic models)")
+    ev.add_argument("--tuning-probes", type=int, default=200, help="audit probes that train the adaptive attacker")
+    ev.add_argument("--audit-probes", type=int, default=200, help="audit probes every leakage figure is measured on")
+    ev.add_argument("--audit-eps", default="0.5,1,2,4", help="eps of the attribute-only release audited")
+    ev.add_argument("--audit-releases", default="-:0",
+                    help="explicit releases audited at --audit-eps, as IDENTITY_EPS:RHO items ('-': no identity "
+                         "mechanism), e.g. -:0,-:1,2:0; -:0 is the attribute-only release")
+    ev.add_argument("--audit-levels", default="1,2,3,4,5,6,7,8,9,10", help="levels audited (empty: none)")
+    ev.add_argument("--test-draws", type=int, default=1, help="test decodes per probe (the issue's bars want 2)")
     ev.add_argument("--json", type=Path, default=None, help="also write the table as JSON here")
     ev.add_argument("--write-card", action="store_true", help="store the result under `metrics` in the model card")
     ev.add_argument("--cache", type=Path, default=Path("out/eval-cache"),
@@ -204,10 +214,35 @@ def _encode(pixels, target: Path, fmt: str, alpha) -> bytes:
     return encode_photo(pixels, by_suffix.get(target.suffix.lower(), fmt), alpha)
 
 
+def _numbers(text: str, kind: type, option: str) -> tuple:
+    try:
+        return tuple(kind(item) for item in text.split(",") if item.strip())
+    except ValueError:
+        raise InvalidArgument(f"{option} expects comma-separated numbers, got {text!r}") from None
+
+
+def _releases(text: str) -> tuple[tuple[float | None, float], ...]:
+    out = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        identity, sep, rho = item.partition(":")
+        try:
+            if not sep:
+                raise ValueError(item)
+            out.append((None if identity == "-" else float(identity), float(rho)))
+        except ValueError:
+            raise InvalidArgument(f"--audit-releases expects IDENTITY_EPS:RHO items, got {item!r}") from None
+    return tuple(out)
+
+
+def _log_stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
 def _eval(args: argparse.Namespace) -> int:
     from veil.data import load_celeba
+    from veil.diffusion.audit import AuditConfig, audit_model
     from veil.diffusion.evaluate import EvalConfig, evaluate
-    from veil.diffusion.train import TrainConfig, ensure_dataset
+    from veil.diffusion.train import TrainConfig, ensure_dataset, ensure_unseen_faces
     from veil.files import write_bytes_atomically
 
     anonymizer = _anonymizer(args)
@@ -219,7 +254,22 @@ def _eval(args: argparse.Namespace) -> int:
         data_root = args.data
     data = load_celeba(data_root, size=model.image_size)
     cfg = EvalConfig(probes=args.probes, gallery=args.gallery, probe_seed=args.probe_seed)
-    report = evaluate(anonymizer, data, cfg, log=lambda m: print(m, file=sys.stderr), cache_dir=args.cache)
+    audit_cfg = AuditConfig(tuning_probes=args.tuning_probes, test_probes=args.audit_probes,
+                            epsilons=_numbers(args.audit_eps, float, "--audit-eps"),
+                            levels=_numbers(args.audit_levels, int, "--audit-levels"),
+                            releases=_releases(args.audit_releases),
+                            test_seeds=tuple(range(2, 2 + args.test_draws)))
+    if args.test_draws < 1:
+        raise InvalidArgument(f"--test-draws must be >= 1, got {args.test_draws}")
+    if args.audit_data is not None:
+        unseen_root = args.audit_data
+    elif args.data is None:
+        unseen_root = ensure_unseen_faces(train_cfg, audit_cfg.tuning_probes + audit_cfg.test_probes)
+    else:
+        raise InvalidArgument("with --data, give --audit-data: faces of identities the model never saw")
+    unseen = load_celeba(unseen_root, size=model.image_size)
+    report = evaluate(anonymizer, data, cfg, log=_log_stderr, cache_dir=args.cache)
+    audit_model(anonymizer, data, unseen, cfg, audit_cfg, report, args.cache, _log_stderr)
     print(report.table())
     if args.json:
         write_bytes_atomically(args.json, report.to_json().encode() + b"\n")

@@ -24,7 +24,7 @@ import torch
 
 from veil.diffusion.mechanisms import GaussianCalibration, calibrate_identity, resample_start
 from veil.diffusion.pipeline import DiffusionAutoencoder, SamplingConfig
-from veil.errors import InvalidArgument
+from veil.errors import InvalidArgument, quoted
 from veil.ledger import AttributeSpend, IdentitySpend, ReleaseSpend
 from veil.privacy import (IDENTITY_DELTA, IDENTITY_MECHANISM, MECHANISMS, PrivacySettings, require_attributes,
                           require_candidates, require_seed)
@@ -56,6 +56,7 @@ class Receipt:
     model_version: str
     input_sha256: str
     created_at: float = field(default_factory=time.time)
+    decode_tries: int = 1  # decodes until the image read as the released values (veil.diffusion.verify)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -187,10 +188,13 @@ class Anonymizer:
 
     @torch.no_grad()
     def plan(self, prepared: Prepared, settings: PrivacySettings, candidates: int = 1,
-             seed: int | None = None) -> ReleasePlan:
+             seed: int | None = None, outcome: dict[str, torch.Tensor] | None = None) -> ReleasePlan:
         """Run the mechanisms: the released attributes, latents and start points of every candidate.
 
         Plans of different requests (different settings) can be decoded together in one batch.
+        `outcome` (per image, +-1) replaces the mechanism's released value of protected attributes
+        after its draws, so every other draw is the same: the audit (veil.diffusion.audit) decodes
+        each outcome of randomized response to weigh them by their probabilities. Never served.
         """
         require_candidates(candidates)
         names = self.model.attribute_names
@@ -208,6 +212,11 @@ class Anonymizer:
             j = names.index(attr)
             released[:, j] = release(prepared.logits[rows, j], eps, spec, gen)
             values[attr] = released[:, j]
+        for attr, value in (outcome or {}).items():
+            if attr not in values:
+                raise InvalidArgument(f"an outcome is given for {quoted(attr)}, which this setting does not release")
+            released[:, names.index(attr)] = value.to(device)[rows]
+            values[attr] = released[:, names.index(attr)]
         implied = self._implied_rates(list(values))
         for other, (key, rates) in implied.items():
             p_plus = torch.where(values[key] >= 0, rates["+1"][other], rates["-1"][other])

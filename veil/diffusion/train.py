@@ -132,6 +132,16 @@ def ensure_dataset(cfg: TrainConfig) -> Path:
     return root
 
 
+def ensure_unseen_faces(cfg: TrainConfig, identities: int) -> Path:
+    """One face each of `identities` people the model never saw: the training generator with
+    another seed (the leakage audit's probes). Kept beside the training data."""
+    seed = cfg.synth_seed + 1
+    root = Path(cfg.data_dir).with_name(f"{Path(cfg.data_dir).name}-unseen-s{seed}-n{identities}")
+    if not (root / "list_attr_celeba.txt").is_file():
+        generate_dataset(root, identities, 1, seed, test_per_identity=0)
+    return root
+
+
 def _log(run_dir: Path, record: dict[str, Any]) -> None:
     line = json.dumps(record, sort_keys=True)
     print(line, flush=True)

@@ -19,6 +19,7 @@ from services.unlearner.tables import jobs as jobs_table
 from veil.images import encode_png
 from veil.store import ObjectStore, open_store
 from veil.unlearning.manifest import Manifest
+from veil.unlearning.method_names import method_from_proto
 from veil.unlearning.registry import ModelRegistry
 from veil.v1 import common_pb2, unlearner_pb2_grpc
 from veil.v1 import unlearner_pb2 as pb
@@ -104,7 +105,7 @@ def test_dependent_models_are_those_trained_on_an_object(acme: Tenant):
 @pytest.mark.parametrize("method", [pb.UNLEARN_METHOD_FIRST_ORDER, pb.UNLEARN_METHOD_SECOND_ORDER,
                                     pb.UNLEARN_METHOD_FINE_TUNE, pb.UNLEARN_METHOD_RETRAIN])
 def test_each_method_writes_a_child_version_naming_its_sessions(acme: Tenant, method):
-    name = {1: "first", 2: "second", 3: "finetune", 4: "retrain"}[method]
+    name = method_from_proto(method, "")
     pairs = acme.pairs(2, start=2 * method, tag=name)
     params = pb.UnlearnParams(max_iterations=5, epochs=1, tau=2e-5)
     job = acme.call.Unlearn(pb.UnlearnRequest(request_id=f"{name}-1", model="faces", version="v1",
@@ -325,3 +326,41 @@ def test_metrics_count_jobs_by_kind_and_outcome(acme: Tenant, unlearner):
     assert unlearner.metric("veil_gpu_available") == 0
     assert unlearner.metric("veil_grpc_server_handled_total", grpc_service="veil.v1.Unlearner",
                             grpc_method="Unlearn", grpc_type="unary", grpc_code="OK") >= 4
+
+
+@pytest.mark.parametrize("policy", ["strict", "enforce"])
+def test_an_update_publishes_only_when_it_moved_the_originals_toward_held_out(
+        unlearners, services_store, tiny_faces, policy):
+    """A parent trained long on the tiny set memorises it (its originals' loss is far below the
+    held-out loss). Retraining makes the originals held-out-like: verified and published. A first-
+    order step of negligible size leaves them as they were: kept unverified, the job FAILED."""
+    service = unlearners(VEIL_UNLEARNER_VERIFY_POLICY=policy, VEIL_UNLEARNER_VERIFY_MIN_PROGRESS="0.2",
+                         VEIL_CLASSIFIER_CHANNELS="16,32")
+    tenant = Tenant(service, services_store, tiny_faces)
+    assert tenant.train(epochs=100).state == SUCCEEDED
+    pairs = tenant.pairs(12, tag="verify")
+
+    def unlearn(method: int, tau: float) -> pb.Job:
+        job = tenant.call.Unlearn(pb.UnlearnRequest(model="faces", version="v1", pairs=pairs, method=method,
+                                                    params=pb.UnlearnParams(tau=tau)))
+        return tenant.call.wait(job.job_id)
+
+    retrained = unlearn(pb.UNLEARN_METHOD_RETRAIN, 0.0)
+    assert retrained.state == SUCCEEDED, retrained.error
+    card = card_of(tenant.call.GetModel(pb.GetModelRequest(model="faces", version=retrained.result_version)))
+    check = card["verification"]
+    assert card["status"] == "published" and check["verdict"] == "verified" and check["policy"] == policy
+    assert check["parent_loss_gap"] > 2 * check["parent_gap_standard_error"] > 0
+    assert check["child_loss_gap"] < 0.8 * check["parent_loss_gap"] and check["loss_gap_progress"] >= 0.2
+
+    stuck = unlearn(pb.UNLEARN_METHOD_FIRST_ORDER, 1e-12)
+    assert stuck.state == FAILED and not stuck.result_version
+    assert stuck.error.startswith("FailedPrecondition: faces v3 kept unverified (not published): "
+                                  f"verification failed under policy {policy}: "), stuck.error
+    assert "below the 20% required" in stuck.error
+    kept = card_of(tenant.call.GetModel(pb.GetModelRequest(model="faces", version="v3")))
+    assert kept["status"] == "unverified" and kept["verification"]["verdict"] == "failed"
+    assert abs(kept["verification"]["loss_gap_progress"]) < 0.01
+    # The newest published version is still the retrained one: later updates build on it.
+    assert tenant.call.GetModel(pb.GetModelRequest(model="faces")).version == retrained.result_version
+    tenant.call.close()

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from veil.errors import InvalidArgument
+from veil.unlearning.method_names import METHODS
 from veil.unlearning.params import CURVATURES, SOLVERS, TrainConfig, UnlearnParams
 
 EVAL_COLUMNS = (("test_accuracy", "test acc", "{:.4f}"), ("agreement", "agree", "{:.4f}"),
@@ -71,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     unlearn.add_argument("--pairs", type=Path, required=True,
                          help="CSV with header original_key,original_sha256,replacement_key,"
                               "replacement_sha256[,session_id]")
-    unlearn.add_argument("--method", required=True, choices=("first", "second", "finetune", "retrain"))
+    unlearn.add_argument("--method", required=True, choices=METHODS)
     defaults = UnlearnParams()
     unlearn.add_argument("--tau", type=float, default=defaults.tau, help="first-order step size")
     unlearn.add_argument("--solver", choices=SOLVERS, default=defaults.solver)

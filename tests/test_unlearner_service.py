@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -16,9 +17,10 @@ from fixtures_services import (ServiceProcess, UnlearnerCaller, failure, mirrore
                                train_request, unlearner_factory_of, upload_dataset, wait_for)
 
 from services.unlearner.tables import jobs as jobs_table
-from veil.images import encode_png
+from veil.data.synth import generate_dataset
+from veil.images import decode_image, encode_png
 from veil.store import ObjectStore, open_store
-from veil.unlearning.manifest import Manifest
+from veil.unlearning.manifest import Manifest, ObjectRef
 from veil.unlearning.method_names import method_from_proto
 from veil.unlearning.registry import ModelRegistry
 from veil.v1 import common_pb2, unlearner_pb2_grpc
@@ -328,22 +330,41 @@ def test_metrics_count_jobs_by_kind_and_outcome(acme: Tenant, unlearner):
                             grpc_method="Unlearn", grpc_type="unary", grpc_code="OK") >= 4
 
 
+def negative(store: ObjectStore, entry) -> ObjectRef:
+    image = decode_image(store.get(entry.object.key, expected_sha256=entry.object.sha256))
+    info = store.put(f"negatives/{entry.object.key.rsplit('/', 1)[1]}", encode_png(255 - image),
+                     content_type="image/png")
+    return ObjectRef(store.bucket, info.key, info.sha256 or "")
+
+
+@pytest.fixture(scope="module")
+def held_out_faces(tmp_path_factory) -> Path:
+    """Half of each subject's photos held out: enough test images for the loss gap's standard error."""
+    return generate_dataset(tmp_path_factory.mktemp("held-out-faces"), identities=24, per_identity=4,
+                            seed=5, test_per_identity=2, workers=1)
+
+
 @pytest.mark.parametrize("policy", ["strict", "enforce"])
 def test_an_update_publishes_only_when_it_moved_the_originals_toward_held_out(
-        unlearners, services_store, tiny_faces, policy):
+        unlearners, services_store, held_out_faces, policy):
     """A parent trained long on the tiny set memorises it (its originals' loss is far below the
-    held-out loss). Retraining makes the originals held-out-like: verified and published. A first-
-    order step of negligible size leaves them as they were: kept unverified, the job FAILED."""
+    held-out loss). Retraining on replacements that share nothing with the originals (their
+    negatives; a mirror image would teach the same face) makes the originals held-out-like:
+    verified and published. A first-order step of negligible size leaves them as they were: kept
+    unverified, the job FAILED."""
     service = unlearners(VEIL_UNLEARNER_VERIFY_POLICY=policy, VEIL_UNLEARNER_VERIFY_MIN_PROGRESS="0.2",
                          VEIL_CLASSIFIER_CHANNELS="16,32")
-    tenant = Tenant(service, services_store, tiny_faces)
-    assert tenant.train(epochs=100).state == SUCCEEDED
-    pairs = tenant.pairs(12, tag="verify")
+    tenant = Tenant(service, services_store, held_out_faces)
+    # Generous deadlines: CI's two cores may be busy with other tests' servers.
+    trained = tenant.call.Train(train_request(tenant.key, tenant.manifest, "faces", epochs=300))
+    assert tenant.call.wait(trained.job_id, timeout=600).state == SUCCEEDED
+    pairs = [pair_message(e.object, negative(tenant.store, e), f"verify-{i}")
+             for i, e in enumerate(tenant.manifest.train[:12])]
 
     def unlearn(method: int, tau: float) -> pb.Job:
         job = tenant.call.Unlearn(pb.UnlearnRequest(model="faces", version="v1", pairs=pairs, method=method,
                                                     params=pb.UnlearnParams(tau=tau)))
-        return tenant.call.wait(job.job_id)
+        return tenant.call.wait(job.job_id, timeout=600)
 
     retrained = unlearn(pb.UNLEARN_METHOD_RETRAIN, 0.0)
     assert retrained.state == SUCCEEDED, retrained.error

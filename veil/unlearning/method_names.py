@@ -27,7 +27,7 @@ _FROM_PROTO = {value: name for name, value in _TO_PROTO.items()}
 
 def check_method(name: str) -> str:
     if name not in METHODS:
-        raise InvalidArgument(f"unknown unlearning method {name!r}; expected one of {', '.join(METHODS)}")
+        raise InvalidArgument(f"unknown method {name!r}; expected one of {', '.join(METHODS)}")
     return name
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -16,9 +17,11 @@ from fixtures_services import (ServiceProcess, UnlearnerCaller, failure, mirrore
                                train_request, unlearner_factory_of, upload_dataset, wait_for)
 
 from services.unlearner.tables import jobs as jobs_table
-from veil.images import encode_png
+from veil.data.synth import generate_dataset
+from veil.images import decode_image, encode_png
 from veil.store import ObjectStore, open_store
-from veil.unlearning.manifest import Manifest
+from veil.unlearning.manifest import Manifest, PinnedObject
+from veil.unlearning.method_names import method_from_proto
 from veil.unlearning.registry import ModelRegistry
 from veil.v1 import common_pb2, unlearner_pb2_grpc
 from veil.v1 import unlearner_pb2 as pb
@@ -104,7 +107,7 @@ def test_dependent_models_are_those_trained_on_an_object(acme: Tenant):
 @pytest.mark.parametrize("method", [pb.UNLEARN_METHOD_FIRST_ORDER, pb.UNLEARN_METHOD_SECOND_ORDER,
                                     pb.UNLEARN_METHOD_FINE_TUNE, pb.UNLEARN_METHOD_RETRAIN])
 def test_each_method_writes_a_child_version_naming_its_sessions(acme: Tenant, method):
-    name = {1: "first", 2: "second", 3: "finetune", 4: "retrain"}[method]
+    name = method_from_proto(method, "")
     pairs = acme.pairs(2, start=2 * method, tag=name)
     params = pb.UnlearnParams(max_iterations=5, epochs=1, tau=2e-5)
     job = acme.call.Unlearn(pb.UnlearnRequest(request_id=f"{name}-1", model="faces", version="v1",
@@ -325,3 +328,60 @@ def test_metrics_count_jobs_by_kind_and_outcome(acme: Tenant, unlearner):
     assert unlearner.metric("veil_gpu_available") == 0
     assert unlearner.metric("veil_grpc_server_handled_total", grpc_service="veil.v1.Unlearner",
                             grpc_method="Unlearn", grpc_type="unary", grpc_code="OK") >= 4
+
+
+def negative(store: ObjectStore, entry) -> PinnedObject:
+    image = decode_image(store.get(entry.object.key, expected_sha256=entry.object.sha256))
+    info = store.put(f"negatives/{entry.object.key.rsplit('/', 1)[1]}", encode_png(255 - image),
+                     content_type="image/png")
+    return PinnedObject(store.bucket, info.key, info.sha256 or "")
+
+
+@pytest.fixture(scope="module")
+def held_out_faces(tmp_path_factory) -> Path:
+    """Half of each subject's photos held out: enough test images for the loss gap's standard error."""
+    return generate_dataset(tmp_path_factory.mktemp("held-out-faces"), identities=24, per_identity=4,
+                            seed=5, test_per_identity=2, workers=1)
+
+
+@pytest.mark.parametrize("policy", ["strict", "enforce"])
+def test_an_update_publishes_only_when_it_moved_the_originals_toward_held_out(
+        unlearners, services_store, held_out_faces, policy):
+    """A parent trained long on the tiny set memorises it (its originals' loss is far below the
+    held-out loss). Retraining on replacements that share nothing with the originals (their
+    negatives; a mirror image would teach the same face) makes the originals held-out-like:
+    verified and published. A first-order step of negligible size leaves them as they were: kept
+    unverified, the job FAILED."""
+    service = unlearners(VEIL_UNLEARNER_VERIFY_POLICY=policy, VEIL_UNLEARNER_VERIFY_MIN_PROGRESS="0.2",
+                         VEIL_CLASSIFIER_CHANNELS="16,32")
+    tenant = Tenant(service, services_store, held_out_faces)
+    # Generous deadlines: CI's two cores may be busy with other tests' servers.
+    trained = tenant.call.Train(train_request(tenant.key, tenant.manifest, "faces", epochs=300))
+    assert tenant.call.wait(trained.job_id, timeout=600).state == SUCCEEDED
+    pairs = [pair_message(e.object, negative(tenant.store, e), f"verify-{i}")
+             for i, e in enumerate(tenant.manifest.train[:12])]
+
+    def unlearn(method: int, tau: float) -> pb.Job:
+        job = tenant.call.Unlearn(pb.UnlearnRequest(model="faces", version="v1", pairs=pairs, method=method,
+                                                    params=pb.UnlearnParams(tau=tau)))
+        return tenant.call.wait(job.job_id, timeout=600)
+
+    retrained = unlearn(pb.UNLEARN_METHOD_RETRAIN, 0.0)
+    assert retrained.state == SUCCEEDED, retrained.error
+    card = card_of(tenant.call.GetModel(pb.GetModelRequest(model="faces", version=retrained.result_version)))
+    check = card["verification"]
+    assert card["status"] == "published" and check["verdict"] == "verified" and check["policy"] == policy
+    assert check["parent_loss_gap"] > 2 * check["parent_gap_standard_error"] > 0
+    assert check["child_loss_gap"] < 0.8 * check["parent_loss_gap"] and check["loss_gap_progress"] >= 0.2
+
+    stuck = unlearn(pb.UNLEARN_METHOD_FIRST_ORDER, 1e-12)
+    assert stuck.state == FAILED and not stuck.result_version
+    assert stuck.error.startswith("FailedPrecondition: faces v3 kept unverified (not published): "
+                                  f"verification failed under policy {policy}: "), stuck.error
+    assert "below the 20% required" in stuck.error
+    kept = card_of(tenant.call.GetModel(pb.GetModelRequest(model="faces", version="v3")))
+    assert kept["status"] == "unverified" and kept["verification"]["verdict"] == "failed"
+    assert abs(kept["verification"]["loss_gap_progress"]) < 0.01
+    # The newest published version is still the retrained one: later updates build on it.
+    assert tenant.call.GetModel(pb.GetModelRequest(model="faces")).version == retrained.result_version
+    tenant.call.close()

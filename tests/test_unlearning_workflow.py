@@ -204,18 +204,21 @@ def test_cli_train_unlearn_and_eval(dataset_root, tmp_path, monkeypatch, capsys)
 def test_benchmark_runs_side_by_side():
     from veil_tools.bench.unlearning import BenchConfig, bar_summary, format_table, run
 
-    rows = run(BenchConfig(identities=10, per_identity=4, size=16, epochs=1, fractions=(0.1,),
-                           methods=("first", "second-cg")), log=lambda _: None)
-    assert [r["method"] for r in rows] == ["retrain", "none", "first", "second-cg"]
+    config = BenchConfig(identities=40, size=16, epochs=2, fractions=(0.05, 0.1), shadows=2,
+                         canary_size=3, methods=("first", "second-cg"), tune=False)
+    rows = run(config, log=lambda _: None)
+    assert [r["method"] for r in rows] == ["retrain", "none", "first", "second-cg"] * 2
     for row in rows:
         assert "error" not in row, row
-        assert 0 <= row["test_accuracy"] <= 1 and 0 <= row["mia_auc"] <= 1
+        assert 0 <= row["test_accuracy"] <= 1 and 0 <= row["mia_auc"] <= 1 and 0 <= row["lira_auc"] <= 1
+        assert 0 <= row["canary_success"] <= 1 and 0 <= row["canary_exposure"] <= 6
     assert rows[0]["agreement"] == 1.0 and rows[0]["speedup"] == 1.0
     assert all(math.isfinite(r["speedup"]) and r["speedup"] > 0 for r in rows if r["method"] != "none")
     assert "second-cg" in format_table(rows)
     summary = bar_summary(rows)
-    assert summary[0].startswith("second-cg at 10%: ")
-    assert any(line.startswith("speed first at 10%: ") for line in summary)
+    assert summary[0].startswith("setup at 5%: parent - retrain = ")
+    assert any(line.startswith("second-cg at 10%: ") for line in summary)
+    assert any(line.startswith("first at 5% (no bar; beside it): ") for line in summary)
 
 
 def test_import_rejects_unknown_protected_attribute(dataset_root, tmp_path):

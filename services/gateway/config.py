@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from veil.config import env_field
 from veil.errors import ConfigError
 from veil.rpc.config import MIB, EnvLoadable, parse_address
+from veil.unlearning.method_names import DEFAULT, METHODS
 
 GRPC_ADDRESS = "[::]:50050"
 METRICS_PORT = 9100
-UNLEARN_METHODS = ("default", "first_order", "second_order", "fine_tune", "retrain")
+UNLEARN_METHODS = (DEFAULT, *METHODS)
 
 
 @dataclass(frozen=True)

@@ -7,25 +7,18 @@ from __future__ import annotations
 import grpc
 
 from services.gateway.downstream import downstream_error
-from veil.rpc import outgoing_metadata
 from services.gateway.state import UnlearningBatch
+from veil.rpc import outgoing_metadata
 from veil.store import object_ref
+from veil.unlearning.method_names import method_to_proto
 from veil.v1 import unlearner_pb2, unlearner_pb2_grpc
-
-METHODS = {
-    "default": unlearner_pb2.UNLEARN_METHOD_UNSPECIFIED,
-    "first_order": unlearner_pb2.UNLEARN_METHOD_FIRST_ORDER,
-    "second_order": unlearner_pb2.UNLEARN_METHOD_SECOND_ORDER,
-    "fine_tune": unlearner_pb2.UNLEARN_METHOD_FINE_TUNE,
-    "retrain": unlearner_pb2.UNLEARN_METHOD_RETRAIN,
-}
 
 
 class UnlearnerClient:
     def __init__(self, channel: grpc.aio.Channel, timeout_seconds: float, method: str) -> None:
         self._stub = unlearner_pb2_grpc.UnlearnerStub(channel)
         self._timeout = timeout_seconds
-        self._method = METHODS[method]
+        self._method = method_to_proto(method)
 
     async def dependent_models(self, tenant: str, sha256: str) -> list[str]:
         """Names of the tenant's models trained on the object with this content."""

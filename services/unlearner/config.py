@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from veil.config import env_field
 from veil.errors import ConfigError
 from veil.rpc.config import EnvLoadable
-from veil.unlearning.methods import METHODS
+from veil.unlearning.method_names import METHODS
+from veil.unlearning.verification import POLICIES, VerificationPolicy
 
 GRPC_ADDRESS = "[::]:50052"
 METRICS_PORT = 9102
@@ -41,6 +42,17 @@ class UnlearnerConfig(EnvLoadable):
     default_method: str = env_field(
         "VEIL_UNLEARNER_DEFAULT_METHOD", "second", choices=METHODS,
         doc="method of an Unlearn request that names none (UNLEARN_METHOD_UNSPECIFIED)")
+    verify_policy: str = env_field(
+        "VEIL_UNLEARNER_VERIFY_POLICY", "enforce", choices=tuple(POLICIES),
+        doc="which Unlearn updates publish, after each is measured on its replaced originals against "
+            "held-out data (loss gap, and canaries when the manifest marks them; recorded in the "
+            "card): enforce: all but those that did not move the originals toward held-out "
+            "behaviour, which are kept unpublished (unverified) and fail their job; strict: only "
+            "those measured to move them (not when the parent shows nothing to remove); record: all")
+    verify_min_progress: float = env_field(
+        "VEIL_UNLEARNER_VERIFY_MIN_PROGRESS", 0.1, min=0.0, max=1.0,
+        doc="fraction of the parent's loss gap (and canary success) an update must remove to count "
+            "as having moved the originals toward held-out behaviour")
     classifier_channels: str = env_field(
         "VEIL_CLASSIFIER_CHANNELS", "16,32,64",
         doc="conv widths of the classifiers Train builds, comma-separated (one 2x pooling each)")
@@ -54,6 +66,10 @@ class UnlearnerConfig(EnvLoadable):
                               f"most a third of VEIL_UNLEARNER_LEASE_SECONDS={self.lease_seconds:g}, so "
                               "that a late heartbeat does not lose the lease")
         parse_channels(self.classifier_channels)
+
+    @property
+    def verification(self) -> VerificationPolicy:
+        return VerificationPolicy(self.verify_policy, self.verify_min_progress)
 
     @property
     def channels(self) -> tuple[int, ...]:

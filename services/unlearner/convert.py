@@ -15,12 +15,6 @@ from veil.unlearning.params import UnlearnParams
 from veil.unlearning.registry import PublishedModelCard
 from veil.v1 import common_pb2, unlearner_pb2
 
-METHOD_NAMES = {
-    unlearner_pb2.UNLEARN_METHOD_FIRST_ORDER: "first",
-    unlearner_pb2.UNLEARN_METHOD_SECOND_ORDER: "second",
-    unlearner_pb2.UNLEARN_METHOD_FINE_TUNE: "finetune",
-    unlearner_pb2.UNLEARN_METHOD_RETRAIN: "retrain",
-}
 JOB_STATES = {
     JobState.QUEUED: unlearner_pb2.JOB_STATE_QUEUED,
     JobState.RUNNING: unlearner_pb2.JOB_STATE_RUNNING,
@@ -29,13 +23,6 @@ JOB_STATES = {
 }
 
 
-def method_name(method: int, default: str) -> str:
-    """The library's name of an UnlearnMethod; UNSPECIFIED is `default`."""
-    if method == unlearner_pb2.UNLEARN_METHOD_UNSPECIFIED:
-        return default
-    if method not in METHOD_NAMES:
-        raise InvalidArgument(f"unknown unlearning method {method}")
-    return METHOD_NAMES[method]
 
 
 def unlearn_params(message: unlearner_pb2.UnlearnParams) -> UnlearnParams:

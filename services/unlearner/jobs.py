@@ -10,7 +10,9 @@ card names the job, so the new attempt finds that version and records it instead
 second one.
 
 How an attempt ends:
-- the version is written: SUCCEEDED;
+- the version is written and published: SUCCEEDED;
+- the version is written but its update failed verification under VEIL_UNLEARNER_VERIFY_POLICY:
+  it stays unpublished ("unverified") and the job is FAILED with the reason;
 - an unavailable dependency (object store, database): QUEUED again after VEIL_UNLEARNER_RETRY_SECONDS
   while attempts are left, else FAILED;
 - any other error (bad input found while running, a diverging solve, a bug): FAILED with the error;
@@ -40,6 +42,7 @@ from veil.errors import Aborted, Unavailable, VeilError
 from veil.store import ObjectStore
 from veil.unlearning import workflow
 from veil.unlearning.registry import ModelRegistry
+from veil.unlearning.verification import VerificationPolicy
 
 log = logging.getLogger("services.unlearner.jobs")
 
@@ -79,14 +82,17 @@ class Monitor:
             raise JobInterrupted("the unlearner is shutting down")
 
 
-def execute(store: ObjectStore, jobs: JobStore, job: JobRecord, monitor: Monitor) -> str:
+def execute(store: ObjectStore, jobs: JobStore, job: JobRecord, monitor: Monitor,
+            verification: VerificationPolicy) -> str:
     """Do `job`'s work in the calling thread; returns the version it wrote (or that an earlier
-    attempt of it wrote)."""
+    attempt of it wrote). An update refused by `verification` raises FailedPrecondition."""
     registry = ModelRegistry(store.for_tenant(job.tenant))
     # Only an earlier attempt can have written the version (and died before recording it).
     written = registry.version_of_job(job.model, job.job_id) if job.attempts > 1 else None
     if written is not None:
         log.info("job %s: an earlier attempt already wrote %s %s", job.job_id, job.model, written.version)
+        if not written.published:
+            workflow.raise_unverified(written)
         return written.version
     if job.kind is JobKind.TRAIN:
         spec = TrainSpec.from_json(job.spec)
@@ -104,7 +110,7 @@ def execute(store: ObjectStore, jobs: JobStore, job: JobRecord, monitor: Monitor
         monitor.check()
     card = workflow.unlearn(registry, model=job.model, version=base, pairs=spec.pairs,
                             method=job.method or "", params=spec.params, progress=monitor.report,
-                            job_id=job.job_id)
+                            job_id=job.job_id, verification=verification)
     return card.version
 
 
@@ -222,7 +228,7 @@ class JobRunner:
         loop = asyncio.get_running_loop()
         try:
             version = await loop.run_in_executor(self._executor, execute, self._store, self._jobs,
-                                                 job, monitor)
+                                                 job, monitor, self._config.verification)
         except JobInterrupted:
             return _Outcome(interrupted=True)
         except Unavailable as exc:

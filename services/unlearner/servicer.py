@@ -19,8 +19,7 @@ import grpc
 from services.unlearner.config import UnlearnerConfig
 from services.unlearner.jobs import JobRunner
 from services.unlearner.jobstore import JobKind, JobRecord, JobStore, NewJob
-from services.unlearner.convert import (job_message, method_name, replacement_pairs,
-                                         unlearn_params, version_message)
+from services.unlearner.convert import job_message, replacement_pairs, unlearn_params, version_message
 from services.unlearner.specs import TrainSpec, UnlearnSpec
 from veil.errors import InvalidArgument, quoted
 from veil.rpc import tenant_id
@@ -28,6 +27,7 @@ from veil.rpc.context import accepted_request_id
 from veil.store import ObjectStore, from_object_ref
 from veil.store.keys import validate_sha256
 from veil.unlearning import workflow
+from veil.unlearning.method_names import method_from_proto
 from veil.unlearning.params import TrainConfig
 from veil.unlearning.registry import PublishedModelCard, ModelRegistry, validate_model_name
 from veil.v1 import unlearner_pb2, unlearner_pb2_grpc
@@ -131,7 +131,7 @@ class UnlearnerServicer(unlearner_pb2_grpc.UnlearnerServicer):
         if existing is not None:
             return existing
         model = validate_model_name(request.model)
-        method = method_name(request.method, self._config.default_method)
+        method = method_from_proto(request.method, self._config.default_method)
         spec = UnlearnSpec(replacement_pairs(request.pairs, self._store.bucket),
                            unlearn_params(request.params))
         registry = ModelRegistry(self._store.for_tenant(tenant))

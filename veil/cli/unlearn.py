@@ -11,7 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from veil.errors import InvalidArgument
+from veil.errors import InvalidArgument, quoted
+from veil.unlearning.method_names import METHODS
 from veil.unlearning.params import CURVATURES, SOLVERS, TrainConfig, UnlearnParams
 
 EVAL_COLUMNS = (("test_accuracy", "test acc", "{:.4f}"), ("agreement", "agree", "{:.4f}"),
@@ -71,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     unlearn.add_argument("--pairs", type=Path, required=True,
                          help="CSV with header original_key,original_sha256,replacement_key,"
                               "replacement_sha256[,session_id]")
-    unlearn.add_argument("--method", required=True, choices=("first", "second", "finetune", "retrain"))
+    unlearn.add_argument("--method", required=True, choices=METHODS)
     defaults = UnlearnParams()
     unlearn.add_argument("--tau", type=float, default=defaults.tau, help="first-order step size")
     unlearn.add_argument("--solver", choices=SOLVERS, default=defaults.solver)
@@ -137,7 +138,7 @@ def _train(args: argparse.Namespace) -> int:
     try:
         channels = tuple(int(c) for c in args.channels.split(","))
     except ValueError:
-        raise InvalidArgument(f"--channels {args.channels!r}: expected comma-separated integers") from None
+        raise InvalidArgument(f"--channels {quoted(args.channels)}: expected comma-separated integers") from None
     config = TrainConfig(seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
                          learning_rate=args.learning_rate, weight_decay=args.weight_decay)
     card = workflow.train(_registry(args), model=args.model, manifest_key=args.manifest,

@@ -8,11 +8,17 @@ Metrics (all on tensors; the registry layer resolves versions and data):
   model's embeddings of labelled public images (the test split) and applies it to the embeddings of
   the revised subjects' ORIGINAL images; its accuracy on their original attribute values;
 - mia_auc: loss-based membership inference: the AUC of -loss separating the originals (members of
-  the parent's training set) from the test split (never trained on); 0.5 means indistinguishable.
+  the parent's training set) from the test split (never trained on); 0.5 means indistinguishable;
+- lira_auc: the offline likelihood-ratio attack (Carlini et al., "Membership Inference Attacks From
+  First Principles", S&P 2022) with shadow models trained without any of the scored images: each
+  image's confidence (log-odds of its true labels) is standardised by the shadows' confidence on
+  that image (per-image mean, one pooled deviation, as the paper advises for few shadows), which
+  removes how easy the image is; the AUC of that score, originals vs test split.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,24 +122,51 @@ def probe_leakage(model: nn.Sequential, data: EvaluationData) -> float:
     return float((guesses == (data.original_protected > 0.5)).float().mean())
 
 
-def membership_auc(model: nn.Module, data: EvaluationData) -> float:
-    def scores(images: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
-        return (-per_sample_loss(batched(model, images), targets)).numpy()
-
-    members = scores(data.original_images, data.original_targets)
-    others = scores(data.test_images, data.test_targets)
+def auc(members: np.ndarray, others: np.ndarray) -> float:
+    """Probability that a member's score exceeds a non-member's (ties count half)."""
     ranks = rankdata(np.concatenate([members, others]))
     m, n = len(members), len(others)
     return float((ranks[:m].sum() - m * (m + 1) / 2) / (m * n))
 
 
-def evaluate(model: nn.Sequential, data: EvaluationData,
-             reference: nn.Sequential | None = None) -> dict[str, float]:
-    """Every metric of the module docstring; the comparisons only when a reference is given."""
+def membership_auc(model: nn.Module, data: EvaluationData) -> float:
+    def scores(images: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
+        return (-per_sample_loss(batched(model, images), targets)).numpy()
+
+    return auc(scores(data.original_images, data.original_targets),
+               scores(data.test_images, data.test_targets))
+
+
+def confidence(model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
+    """Per image, the log-odds the model gives its true labels, summed over the attributes."""
+    logits = batched(model, images)
+    return (logits * (2 * targets - 1)).sum(dim=1).double().numpy()
+
+
+def lira_auc(model: nn.Module, shadows: Sequence[nn.Module], data: EvaluationData) -> float:
+    """Offline LiRA (module docstring); `shadows` were trained on none of the scored images."""
+    if len(shadows) < 2:
+        raise InvalidArgument("the likelihood-ratio attack needs at least two shadow models")
+    images = torch.cat([data.original_images, data.test_images])
+    targets = torch.cat([data.original_targets, data.test_targets])
+    out = np.stack([confidence(shadow, images, targets) for shadow in shadows])
+    mean = out.mean(axis=0)
+    deviation = max(float((out - mean).std(ddof=1)), 1e-6)
+    score = (confidence(model, images, targets) - mean) / deviation
+    m = data.original_images.shape[0]
+    return auc(score[:m], score[m:])
+
+
+def evaluate(model: nn.Sequential, data: EvaluationData, reference: nn.Sequential | None = None,
+             shadows: Sequence[nn.Module] = ()) -> dict[str, float]:
+    """Every metric of the module docstring; the comparisons only when a reference is given, the
+    likelihood-ratio attack only with shadow models."""
     metrics = {"test_accuracy": test_accuracy(model, data.test_images, data.test_targets)}
     if data.has_originals:
         metrics["probe_leakage"] = probe_leakage(model, data)
         metrics["mia_auc"] = membership_auc(model, data)
+        if shadows:
+            metrics["lira_auc"] = lira_auc(model, shadows, data)
     if reference is not None:
         metrics["agreement"] = agreement(model, reference, data.test_images)
         metrics["l2_distance"] = parameter_distance(model, reference)

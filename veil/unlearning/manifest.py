@@ -8,10 +8,18 @@ A manifest lists the objects a model is trained and tested on, with their labels
      "train": [{"object": {"bucket": ..., "key": ..., "sha256": ...}, "labels": [1, 0, ...]}, ...],
      "test":  [...]}
 
+Optionally (same format, so manifests without canaries keep their bytes and hashes) a manifest
+describes a canary, a patch planted in some training originals and tied to a label
+(veil.unlearning.canary), and marks those entries:
+
+     "canary": {"attribute": "Eyeglasses", "label": 1, "size": 5, "seed": 7},
+     "train": [{"object": ..., "labels": [...], "canary": true}, ...]
+
 Labels are 0/1, or null where unknown. Models predict the task attributes (the columns that are not
 protected). The serialisation is canonical (sorted keys, no spaces), so the manifest's hash is the
 sha256 of its stored bytes. Revising a manifest swaps the objects of replaced training entries and
-forgets their protected labels: the original values must not outlive the originals.
+forgets their protected labels and canary marks: the original values must not outlive the
+originals, and a replacement does not carry the canary.
 """
 
 from __future__ import annotations
@@ -61,6 +69,37 @@ class PinnedObject:
 class ManifestEntry:
     object: PinnedObject
     labels: tuple[int | None, ...]
+    # The object carries the manifest's canary patch.
+    canary: bool = False
+
+
+@dataclass(frozen=True)
+class Canary:
+    """A patch of seeded random colours (`size` pixels square, bottom-right corner) tied to
+    `label` of `attribute`; how it is drawn and measured is veil.unlearning.canary's."""
+
+    attribute: str
+    label: int
+    size: int
+    seed: int
+
+    def __post_init__(self) -> None:
+        if self.label not in (0, 1):
+            raise InvalidArgument(f"a canary's label is 0 or 1, got {self.label}")
+        if self.size < 1:
+            raise InvalidArgument(f"a canary's patch size must be >= 1, got {self.size}")
+
+    def to_dict(self) -> dict:
+        return {"attribute": self.attribute, "label": self.label, "size": self.size, "seed": self.seed}
+
+    @classmethod
+    def from_dict(cls, data: object, where: str) -> Canary:
+        if not (isinstance(data, dict) and isinstance(data.get("attribute"), str)
+                and all(isinstance(data.get(k), int) and not isinstance(data.get(k), bool)
+                        for k in ("label", "size", "seed"))):
+            raise InvalidArgument(f"{where}: a canary needs a string attribute and integer label, "
+                                  "size and seed")
+        return cls(data["attribute"], data["label"], data["size"], data["seed"])
 
 
 @dataclass(frozen=True)
@@ -79,6 +118,7 @@ class Manifest:
     protected_attributes: tuple[str, ...]
     train: tuple[ManifestEntry, ...]
     test: tuple[ManifestEntry, ...]
+    canary: Canary | None = None
 
     def __post_init__(self) -> None:
         if len(set(self.attributes)) != len(self.attributes):
@@ -102,6 +142,12 @@ class Manifest:
             for index, entry in enumerate(entries):
                 if any(entry.labels[c] is None for c in task_columns):
                     raise InvalidArgument(f"manifest {split}[{index}] lacks a task label")
+        marked = any(e.canary for e in self.train + self.test)
+        if marked and self.canary is None:
+            raise InvalidArgument("manifest entries are marked as canaries but no canary is described")
+        if self.canary is not None and self.canary.attribute not in self.task_attributes:
+            raise InvalidArgument(f"the canary's attribute {quoted(self.canary.attribute)} is not a task "
+                                  "attribute of the manifest")
 
     @property
     def task_attributes(self) -> tuple[str, ...]:
@@ -116,11 +162,15 @@ class Manifest:
 
     def to_bytes(self) -> bytes:
         def entries(items: Iterable[ManifestEntry]) -> list[dict]:
-            return [{"object": e.object.to_dict(), "labels": list(e.labels)} for e in items]
+            # The canary fields only where set, so a manifest without canaries keeps its bytes.
+            return [{"object": e.object.to_dict(), "labels": list(e.labels),
+                     **({"canary": True} if e.canary else {})} for e in items]
 
         document = {"format": MANIFEST_FORMAT, "attributes": list(self.attributes),
                     "protected_attributes": list(self.protected_attributes),
                     "train": entries(self.train), "test": entries(self.test)}
+        if self.canary is not None:
+            document["canary"] = self.canary.to_dict()
         return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
 
     @property
@@ -153,10 +203,16 @@ class Manifest:
                 if not isinstance(labels, list) or any(
                         isinstance(v, bool) or v not in (0, 1, None) for v in labels):
                     raise InvalidArgument(f"{place}: labels must be a list of 0, 1 or null")
-                out.append(ManifestEntry(PinnedObject.from_dict(item.get("object"), place), tuple(labels)))
+                canary = item.get("canary", False)
+                if not isinstance(canary, bool):
+                    raise InvalidArgument(f"{place}: canary must be true or false")
+                out.append(ManifestEntry(PinnedObject.from_dict(item.get("object"), place), tuple(labels),
+                                         canary))
             return tuple(out)
 
-        return cls(tuple(attributes), tuple(protected), entries("train"), entries("test"))
+        canary = document.get("canary")
+        return cls(tuple(attributes), tuple(protected), entries("train"), entries("test"),
+                   None if canary is None else Canary.from_dict(canary, f"{where} canary"))
 
     def revise(self, pairs: Sequence[ReplacementPair]) -> Manifest:
         """The manifest with each pair's original training entry replaced (see module docstring)."""
@@ -183,7 +239,7 @@ class Manifest:
         for position, pair in replaced.items():
             labels = tuple(None if c in protected else v for c, v in enumerate(train[position].labels))
             train[position] = ManifestEntry(pair.replacement, labels)
-        return Manifest(self.attributes, self.protected_attributes, tuple(train), self.test)
+        return Manifest(self.attributes, self.protected_attributes, tuple(train), self.test, self.canary)
 
     def revised_positions(self, revised: Manifest) -> list[int]:
         """Training positions whose object differs in `revised` (a revision of this manifest)."""

@@ -17,13 +17,12 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from veil.errors import InvalidArgument, quoted
+from veil.errors import InvalidArgument
 from veil.unlearning.classifier import ClassifierSpec, build_classifier
+from veil.unlearning.method_names import FIRST_ORDER, RETRAIN, SECOND_ORDER, check_method
 from veil.unlearning.training import ProgressFn, Stopwatch, fit, initialise
 from veil.unlearning.params import TrainConfig, UnlearnParams
 from veil.unlearning.unlearner import FeatureUnlearner, UpdateResult
-
-METHODS = ("first", "second", "finetune", "retrain")
 
 
 class TrainingSet(Protocol):
@@ -82,23 +81,22 @@ def update_model(method: str, parent: nn.Sequential, spec: ClassifierSpec, confi
                  progress: ProgressFn | None = None) -> UpdateResult:
     """Apply `method` to `parent` (left unchanged); the result holds the new state dict.
     `training` is the revised training set (pairs' replacements in place of their originals)."""
-    if method not in METHODS:
-        raise InvalidArgument(f"unknown method {quoted(method)}; expected one of {', '.join(METHODS)}")
+    check_method(method)
     expected = (3, spec.image_size, spec.image_size)
     if tuple(pairs.originals.shape[1:]) != expected:
         raise InvalidArgument(f"pair images have shape {tuple(pairs.originals.shape[1:])}; the model "
                               f"takes {expected}")
-    if method in ("first", "second"):
+    if method in (FIRST_ORDER, SECOND_ORDER):
         unlearner = FeatureUnlearner(parent, weight_decay=config.weight_decay,
                                      train_size=training.size, last_k_layers=params.last_k_layers)
-        if method == "first":
+        if method == FIRST_ORDER:
             return unlearner.first_order(pairs.originals, pairs.replacements, pairs.targets, params)
         sample_images, sample_targets = training.load(hessian_positions(training.size, params))
         return unlearner.second_order(pairs.originals, pairs.replacements, pairs.targets,
                                       sample_images, sample_targets, params, progress)
     images, targets = training.load()
     stopwatch = Stopwatch()
-    if method == "retrain":
+    if method == RETRAIN:
         model = initialise(lambda: build_classifier(spec), config.seed)
         loss = fit(model, images, targets, config, progress)
     else:

@@ -7,6 +7,10 @@ Layout under the store (a tenant's view of it, for tenant-scoped registries):
     models/<model>/<version>/card.json           the model card, written LAST
     models/<model>/claims/<version>/<token>      who claimed a version number
 
+A version whose update failed its verification (veil.unlearning.verification) is kept with status
+"unverified": listed and loadable by name, but never "the newest version" that later updates,
+dependents and default reads resolve to.
+
 A version exists exactly when its card exists: the weights and manifest are written (atomically,
 each) before the card, and readers ignore a version folder without one, so a failed save leaves
 nothing visible. The card pins the other two objects by sha256, so a reader can never pair a card
@@ -45,6 +49,7 @@ ROOT = "models"
 CARD, WEIGHTS, MANIFEST = "card.json", "model.safetensors", "manifest.json"
 _MODEL_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _VERSION = re.compile(r"v([1-9][0-9]{0,8})")
+PUBLISHED, UNVERIFIED = "published", "unverified"
 MAX_CLAIM_ATTEMPTS = 50
 
 
@@ -88,6 +93,14 @@ class PublishedModelCard:
     # The unlearner job that wrote this version ("" when written otherwise, e.g. by the CLI): a
     # job resumed after a crash finds the version it already wrote instead of writing another.
     job_id: str = ""
+    # PUBLISHED, or UNVERIFIED when the update failed its verification (kept for inspection).
+    status: str = PUBLISHED
+    # What the update's verification measured (verification.Verification.to_dict()).
+    verification: dict = field(default_factory=dict)
+
+    @property
+    def published(self) -> bool:
+        return self.status == PUBLISHED
 
     @property
     def manifest_sha256(self) -> str:
@@ -163,13 +176,16 @@ class ModelRegistry:
         return sorted(found, key=_version_number)
 
     def card(self, model: str, version: str | None = None) -> PublishedModelCard:
-        """The card of `version` (default: the newest); NotFound names the versions that exist."""
+        """The card of `version` (default: the newest published); NotFound names the versions
+        that exist."""
         validate_model_name(model)
         if version is None:
-            versions = self.versions(model)
-            if not versions:
-                raise NotFound(f"model {quoted(model)} has no versions")
-            version = versions[-1]
+            for candidate in reversed(self.versions(model)):
+                card = self.card(model, candidate)
+                if card.published:
+                    return card
+            raise NotFound(f"model {quoted(model)} has no versions" if not self.versions(model)
+                           else f"model {quoted(model)} has no published versions")
         _version_number(version)
         key = self._key(model, version, CARD)
         try:
@@ -245,9 +261,12 @@ class ModelRegistry:
              hyperparameters: dict | None = None, wall_time_seconds: float = 0.0,
              cpu_time_seconds: float = 0.0,
              metrics: dict | None = None, stats: dict | None = None,
-             session_ids: tuple[str, ...] = (), pairs: int = 0, job_id: str = "") -> PublishedModelCard:
+             session_ids: tuple[str, ...] = (), pairs: int = 0, job_id: str = "",
+             status: str = PUBLISHED, verification: dict | None = None) -> PublishedModelCard:
         """Write a new version; returns its card. The version is visible only once complete."""
         validate_model_name(model)
+        if status not in (PUBLISHED, UNVERIFIED):
+            raise InvalidArgument(f"status must be {quoted(PUBLISHED)} or {quoted(UNVERIFIED)}, got {quoted(status)}")
         if parent is not None:
             self.card(model, parent)
         version = self._claim_version(model)
@@ -268,7 +287,8 @@ class ModelRegistry:
                 hyperparameters=dict(hyperparameters or {}), wall_time_seconds=wall_time_seconds,
                 cpu_time_seconds=cpu_time_seconds,
                 metrics=dict(metrics or {}), stats=dict(stats or {}),
-                session_ids=tuple(session_ids), pairs=pairs, job_id=job_id)
+                session_ids=tuple(session_ids), pairs=pairs, job_id=job_id, status=status,
+                verification=dict(verification or {}))
             self._store.put(self._key(model, version, CARD), card.to_json().encode(),
                             content_type="application/json")
         except BaseException:

@@ -2,7 +2,9 @@
 
 Every function reads its inputs from the registry's object store, verifies them, and writes at
 most one new version, last, through ModelRegistry.save: a function that raises (bad input, a
-diverging solve, a store failure) leaves the registry as it was.
+diverging solve, a store failure) leaves the registry as it was, except `unlearn` under a
+verification policy that refuses the update: it keeps the version, unpublished ("unverified"), so
+what was measured can be inspected, and then raises FailedPrecondition with the reason.
 """
 
 from __future__ import annotations
@@ -12,16 +14,22 @@ from dataclasses import dataclass
 
 import torch
 
-from veil.errors import InvalidArgument, quoted
+from veil.errors import FailedPrecondition, InvalidArgument, quoted
 from veil.store import ObjectStore
 from veil.unlearning.classifier import ClassifierSpec, build_classifier, images_to_tensor
 from veil.unlearning.dataset import label_tensor, load_manifest, read_images
 from veil.unlearning.evaluation import EvaluationData, evaluate
 from veil.unlearning.manifest import Manifest, ManifestEntry, ReplacementPair
 from veil.unlearning.methods import PairTensors, update_model
-from veil.unlearning.registry import PublishedModelCard, ModelRegistry
+from veil.unlearning.registry import PUBLISHED, UNVERIFIED, PublishedModelCard, ModelRegistry
 from veil.unlearning.training import ProgressFn, Stopwatch, fit, initialise
 from veil.unlearning.params import TrainConfig, UnlearnParams
+from veil.unlearning.verification import (CanaryCheck, Verification, VerificationPolicy,
+                                          canary_check, verify_update)
+
+# The library's default measures and records but publishes every update; the unlearner service
+# enforces (VEIL_UNLEARNER_VERIFY_POLICY).
+RECORD_ONLY = VerificationPolicy(mode="record")
 
 
 @dataclass(frozen=True)
@@ -138,12 +146,37 @@ def check_unlearn(registry: ModelRegistry, *, model: str, version: str | None,
     return card
 
 
+def _canary_check(base: Manifest, replaced: Sequence[int], test_images: torch.Tensor,
+                  test_targets: torch.Tensor) -> CanaryCheck | None:
+    """The canary measurement, when the manifest describes a canary and marks a replaced original."""
+    if base.canary is None or not any(base.train[i].canary for i in replaced):
+        return None
+    return canary_check(base.canary, base.task_attributes, test_images, test_targets)
+
+
+def verify(store: ObjectStore, base: Manifest, revised: Manifest, parent: torch.nn.Module,
+           child: torch.nn.Module, pairs: PairTensors, image_size: int,
+           policy: VerificationPolicy) -> Verification:
+    """Measure the update on its replaced originals against the held-out split (verification)."""
+    test = load_test_split(store, base, image_size)
+    check = _canary_check(base, base.revised_positions(revised), *test)
+    return verify_update(parent, child, pairs.originals, pairs.targets, *test,
+                         min_progress=policy.min_progress, canary=check)
+
+
+def load_test_split(store: ObjectStore, manifest: Manifest, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    images = read_images(store, [e.object for e in manifest.test], image_size)
+    return images_to_tensor(images), label_tensor(manifest.test, manifest.columns(manifest.task_attributes))
+
+
 def unlearn(registry: ModelRegistry, *, model: str, version: str | None, pairs: Sequence[ReplacementPair],
             method: str, params: UnlearnParams = UnlearnParams(),
-            progress: ProgressFn | None = None, job_id: str = "") -> PublishedModelCard:
-    """Replace the pairs' originals by their replacements in `model` (version default: newest)
-    with `method`; writes and returns the child version (`job_id`: the unlearner job doing it,
-    recorded in the card)."""
+            progress: ProgressFn | None = None, job_id: str = "",
+            verification: VerificationPolicy = RECORD_ONLY) -> PublishedModelCard:
+    """Replace the pairs' originals by their replacements in `model` (version default: newest
+    published) with `method`; verifies the update and writes the child version, published when
+    `verification` allows its verdict, else kept unverified and FailedPrecondition raised with
+    the reason. `job_id`: the unlearner job doing it, recorded in the card."""
     store = registry.store
     parent = registry.load_version(model, version)
     spec, config = parent.card.spec, parent.card.train_config
@@ -158,13 +191,27 @@ def unlearn(registry: ModelRegistry, *, model: str, version: str | None, pairs: 
     child.eval()
     data = evaluation_data(store, base, revised, spec.image_size)
     metrics = evaluate(child, data) if data is not None else {}
+    checked = verify(store, base, revised, parent.model, child, pair_tensors, spec.image_size, verification)
+    publish = verification.publishes(checked.verdict)
     session_ids = tuple(sorted({p.session_id for p in pairs if p.session_id}))
-    return registry.save_version(model=model, parent=parent.card.version, state_dict=result.state_dict,
+    card = registry.save_version(model=model, parent=parent.card.version, state_dict=result.state_dict,
                          manifest=revised, spec=spec, training=config, method=method,
                          hyperparameters=params.to_dict(), wall_time_seconds=result.wall_time_seconds,
                          cpu_time_seconds=result.cpu_time_seconds,
                          metrics=metrics, stats=result.stats, session_ids=session_ids,
-                         pairs=len(pairs), job_id=job_id)
+                         pairs=len(pairs), job_id=job_id, status=PUBLISHED if publish else UNVERIFIED,
+                         verification={**checked.to_dict(), "policy": verification.mode})
+    if not publish:
+        raise_unverified(card)
+    return card
+
+
+def raise_unverified(card: PublishedModelCard) -> None:
+    """FailedPrecondition naming an unverified version and why its update was refused."""
+    raise FailedPrecondition(
+        f"{card.model} {card.version} kept unverified (not published): verification "
+        f"{card.verification.get('verdict', '?')} under policy {card.verification.get('policy', '?')}: "
+        f"{card.verification.get('reason', '')}")
 
 
 def _revision(registry: ModelRegistry, card: PublishedModelCard) -> tuple[Manifest, Manifest] | None:

@@ -14,18 +14,13 @@ from PIL import Image, ImageDraw, ImageFont
 from veil.client import GatewayClient, describe_faces
 from veil.faces.photo import decode_photo, encode_photo
 from veil.v1 import common_pb2, gateway_pb2
+from veil_tools.demo.sheet import BACKGROUND, FONT_SIZE, GAP, HIGHLIGHT, INK, TEXT
 
 SUBJECT = "demo-photo-subject"
 # Each anonymized face is one release charged to the subject: level 7 (eps 1 per protected
 # attribute and 1 on identity) keeps a few faces well under the demo's cap.
 LEVEL = 7
-TILE = 256
-GAP = 12
-TEXT = 18
-FONT_SIZE = 13
-BACKGROUND = (255, 255, 255)
-INK = (20, 20, 20)
-HIGHLIGHT = (214, 39, 40)
+TILE = 256  # a photo's longest side on the strip
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from veil_tools.demo.report import message, metric_summary, rounds_report, write
 from veil_tools.demo.session import PlayedSession, describe_budget, play
 from veil_tools.demo.sheet import SheetRound, contact_sheet
 from veil.errors import FailedPrecondition
+from veil.rpc.internal import read_secret
 from veil_tools.localrun import DEV_TENANT, LocalServices
 from services.gateway.state import GatewayState, UnlearningStatus
 from veil.store import ObjectStore
@@ -139,7 +140,8 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
         clock.say(f"serving: gateway {services.gateway.target}, logs in {var / 'logs'}")
         state = GatewayState(Database.from_config(DatabaseConfig(url=services.database_url("gateway"))))
         tenant_store = services.store().for_tenant(DEV_TENANT)
-        with services.client() as client, Registry(services.unlearner.target, DEV_TENANT) as registry:
+        secret = read_secret(str(services.internal_secret_file))
+        with services.client() as client, Registry(services.unlearner.target, DEV_TENANT, secret) as registry:
             size = services.model_info().image_size
             faces = generate_dataset(out / "faces", identities=options.identities,
                                      per_identity=options.per_identity, seed=options.seed,

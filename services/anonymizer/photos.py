@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
+
 from veil.diffusion.anonymize import AnonymizedImage
 from veil.diffusion.convert import receipt_to_proto
 from veil.errors import InvalidArgument
@@ -41,7 +43,7 @@ class PlannedPhoto:
     prepared: PreparedPhoto | None  # None: a model-size crop, anonymized whole
 
     @property
-    def crops(self) -> list:
+    def crops(self) -> list[np.ndarray]:
         return [self.photo.pixels] if self.prepared is None else self.prepared.crops
 
 

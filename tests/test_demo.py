@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from veil_tools.demo import sheet
+from veil_tools.demo import photo, sheet
 from veil_tools.demo.__main__ import main
 
 
@@ -72,10 +72,11 @@ def test_demo_end_to_end(tiny_model_dir: Path, tmp_path: Path, capsys) -> None:
 
     # The services' metrics, scraped at the end.
     gateway, anonymizer = report["metrics"]["gateway"], report["metrics"]["anonymizer"]
-    assert gateway["veil_gateway_releases_total"] == 1.0
-    assert gateway["veil_gateway_round_seconds_count"] == 3.0
+    # (the face session's 3 rounds and 1 release, the photo session's 1 and 1)
+    assert gateway["veil_gateway_releases_total"] == 2.0
+    assert gateway["veil_gateway_round_seconds_count"] == 4.0
     assert gateway["veil_gateway_unlearning_jobs_total{outcome=succeeded}"] == 1.0
-    assert anonymizer["veil_anonymizer_images_total{outcome=succeeded}"] == 3.0
+    assert anonymizer["veil_anonymizer_images_total{outcome=succeeded}"] == 4.0
     assert report["metrics"]["unlearner"][
         "veil_unlearning_jobs_total{kind=unlearn,outcome=succeeded}"] == 1.0
 
@@ -86,3 +87,14 @@ def test_demo_end_to_end(tiny_model_dir: Path, tmp_path: Path, capsys) -> None:
     assert height == (sheet.GAP + sheet.TEXT + sheet.GAP
                       + 3 * (sheet.TEXT + sheet.TILE + sheet.TEXT + sheet.GAP))
     assert "demo done in" in printed and "v1 -> v2" in printed
+
+    # The real photo: her face (and whatever else the detector took for one) anonymized, each
+    # face charged at level 7 (Male 1 + identity 1); original | 2 candidates | release.
+    faces = report["photo"]["faces"]
+    assert report["photo"]["size"] == [512, 512] and faces
+    assert all(f["action"] == "anonymized" and f["receipt_id"] for f in faces)
+    assert any(abs((f["box"][0] + f["box"][2]) / 2 - 220) < 20 for f in faces)
+    assert report["photo"]["charged_epsilon"] == pytest.approx(2.0 * len(faces))
+    with Image.open(out / "photo.png") as image:
+        assert image.size == (photo.GAP + 4 * (photo.TILE + photo.GAP),
+                              photo.GAP + photo.TEXT + photo.TILE + photo.GAP)

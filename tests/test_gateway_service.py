@@ -325,7 +325,7 @@ def test_bad_input_gets_its_documented_code_and_the_service_keeps_serving(gatewa
         session = client.create_session("gina", image, protect=["Male"], level=5, candidates=2)
     sid = session.session_id
     with gateway.client(tenant) as client:
-        wrong_size = client.upload_image(encode_png(np.zeros((32, 32, 3), dtype=np.uint8)))
+        faceless = client.upload_image(encode_png(np.zeros((32, 32, 3), dtype=np.uint8)))
     corrupt = b"\x89PNG\r\n\x1a\n" + b"garbage" * 20
     ref = image.object
 
@@ -351,12 +351,12 @@ def test_bad_input_gets_its_documented_code_and_the_service_keeps_serving(gatewa
 
     cases = [
         ("corrupt image bytes", lambda: raw.upload(header_for(corrupt), corrupt),
-         Code.INVALID_ARGUMENT, "not a readable PNG or JPEG"),
+         Code.INVALID_ARGUMENT, "not a readable PNG, JPEG or WebP"),
         ("0x0 image", lambda: raw.upload(header_for(png_header(0, 0)), png_header(0, 0)),
-         Code.INVALID_ARGUMENT, "upload: not a readable PNG or JPEG"),
+         Code.INVALID_ARGUMENT, "upload: not a readable PNG, JPEG or WebP"),
         ("10000x10000 header", lambda: raw.upload(header_for(png_header(10000, 10000)),
                                                   png_header(10000, 10000)),
-         Code.INVALID_ARGUMENT, "upload: 10000x10000 is larger than 4096x4096"),
+         Code.INVALID_ARGUMENT, "upload: 10000x10000 is larger than 4096 px"),
         ("wrong content type", lambda: raw.upload(header_for(face_png[0], "text/plain"), face_png[0]),
          Code.INVALID_ARGUMENT, "content type 'text/plain' is not supported"),
         ("content type of other bytes", lambda: raw.upload(header_for(face_png[0], "image/jpeg"),
@@ -385,8 +385,8 @@ def test_bad_input_gets_its_documented_code_and_the_service_keeps_serving(gatewa
         ("no image", lambda: create(image=common_pb2.ObjectRef()), Code.INVALID_ARGUMENT, "no image"),
         ("unknown image", lambda: create(image=common_pb2.ObjectRef(key="uploads/none.png")),
          Code.NOT_FOUND, "none.png"),
-        ("image of the wrong size", lambda: create(image=wrong_size.object),
-         Code.INVALID_ARGUMENT, "takes 16x16"),
+        ("a photo without a face", lambda: create(image=faceless.object),
+         Code.INVALID_ARGUMENT, "no face to anonymize"),
         ("too many candidates", lambda: create(candidates=9), Code.INVALID_ARGUMENT, "candidates"),
         ("no subject", lambda: create(subject_id=""), Code.INVALID_ARGUMENT, "subject"),
         ("unknown session", lambda: raw.GetSession(gateway_pb2.GetSessionRequest(session_id="nope")),
@@ -431,3 +431,34 @@ def test_bad_input_gets_its_documented_code_and_the_service_keeps_serving(gatewa
         image = client.upload_image(face_png[4])  # retention removes an accepted original)
         assert client.create_session("gina", image, protect=["Male"], level=5).round_count == 1
     raw.channel.close()
+
+
+def test_a_photo_session_releases_every_face_and_charges_each(gateway, new_tenant):
+    """A whole photo (scikit-image's astronaut, 512 px): the candidate is the whole photo with each
+    face anonymized, the receipts are per face, and accepting charges every anonymized face."""
+    from skimage import data as skdata
+
+    tenant = new_tenant()
+    photo = encode_png(skdata.astronaut())
+    with gateway.client(tenant) as client:
+        image = client.upload_image(photo, subject_id="eileen")
+        assert (image.width, image.height) == (512, 512)
+        session = client.create_session("eileen", image, protect=["Male"], level=5, candidates=1)
+        [candidate] = session.latest_round.candidates
+        assert (candidate.image.width, candidate.image.height) == (512, 512)
+        faces = list(candidate.faces)
+        assert faces and all(f.action == common_pb2.FACE_ACTION_ANONYMIZED for f in faces)
+        assert any(abs((f.box.left + f.box.right) / 2 - 220) < 20 and abs((f.box.top + f.box.bottom) / 2 - 120) < 20
+                   for f in faces)  # her face
+        receipts = [f.receipt for f in faces]
+        assert len({r.receipt_id for r in receipts}) == len(faces) and candidate.receipt == receipts[0]
+        accepted = client.feedback(session.session_id, "accept", candidate=0)
+        release = accepted.release
+        assert list(release.faces) == faces
+        assert release.image.object.key == f"releases/{session.session_id}.png"
+        assert len(client.download(release.image.object)) == candidate.image.object.size
+        ledger = client.ledger("eileen")
+    # Male 2 + identity 2 per face, each face a release of its own.
+    assert release.charged_epsilon == pytest.approx(4.0 * len(faces))
+    assert release.ledger.composed_epsilon == pytest.approx(expected_composition(receipts)[0], rel=1e-6)
+    assert ledger.summary.composed_epsilon == pytest.approx(release.ledger.composed_epsilon)

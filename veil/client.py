@@ -66,6 +66,24 @@ class Deadlines:
     download: float = 120.0
 
 
+SUFFIXES = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
+FACE_ACTIONS = {common_pb2.FACE_ACTION_ANONYMIZED: "anonymized", common_pb2.FACE_ACTION_KEPT: "kept",
+                common_pb2.FACE_ACTION_OBSCURED: "obscured"}
+
+
+def file_suffix(ref: common_pb2.ObjectRef) -> str:
+    """The file name suffix of a stored photo (candidates come in their original's format)."""
+    return SUFFIXES.get(ref.content_type, ".png")
+
+
+def describe_faces(faces: Sequence[common_pb2.FaceRelease]) -> str:
+    """One line: each face's box and what happened to it."""
+    if not faces:
+        return "no face"
+    return "; ".join(f"face {i} at ({f.box.left}, {f.box.top}, {f.box.right}, {f.box.bottom}) "
+                     f"{FACE_ACTIONS.get(f.action, 'unknown')}" for i, f in enumerate(faces))
+
+
 def sniff_content_type(data: bytes) -> str:
     for magic, content_type in _MAGIC.items():
         if data.startswith(magic):

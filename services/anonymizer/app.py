@@ -21,6 +21,7 @@ import torch
 
 from services.anonymizer.batcher import Batcher
 from services.anonymizer.config import AnonymizerConfig
+from services.anonymizer.photos import PhotoFaces
 from services.anonymizer.servicer import AnonymizerServicer, LoadedModel
 from veil.diffusion.anonymize import Anonymizer
 from veil.diffusion.convert import model_info_to_proto
@@ -28,6 +29,7 @@ from veil.diffusion.loading import resolve_model
 from veil.diffusion.mechanisms import calibrate_identity
 from veil.diffusion.pipeline import DiffusionAutoencoder
 from veil.errors import ConfigError
+from veil.faces import FacePipeline, HogDetector, MmodDetector
 from veil.privacy import IDENTITY_DELTA, LEVELS
 from veil.rpc import ServerConfig, VeilServer
 from veil.store import ObjectStore, StoreConfig
@@ -57,14 +59,23 @@ def load_anonymizer(config: AnonymizerConfig, store_config: StoreConfig) -> Anon
     return anonymizer
 
 
+def face_pipeline(config: AnonymizerConfig, crop_size: int) -> FacePipeline:
+    """The photo pipeline for the model's resolution, with the configured detector."""
+    detector = (HogDetector(upsample=config.face_upsample) if config.face_detector == "hog"
+                else MmodDetector(upsample=config.face_upsample))
+    return FacePipeline(crop_size, detector, min_face=config.min_face)
+
+
 @dataclass
 class AnonymizerApp:
     server: VeilServer
     batcher: Batcher
+    faces: PhotoFaces
 
     async def stop(self, grace: float | None = None) -> None:
         await self.server.stop(grace)
         await self.batcher.stop()
+        await asyncio.to_thread(self.faces.close)
 
 
 async def start(config: AnonymizerConfig, server_config: ServerConfig, store: ObjectStore,
@@ -88,6 +99,7 @@ async def start(config: AnonymizerConfig, server_config: ServerConfig, store: Ob
                                runtime=config.runtime, device=config.device,
                                max_images_per_request=config.max_images_per_request,
                                max_image_bytes=config.max_image_bytes)
-    servicer.attach(LoadedModel(anonymizer, batcher, info))
+    faces = PhotoFaces(face_pipeline(config, anonymizer.model.image_size))
+    servicer.attach(LoadedModel(anonymizer, batcher, info, faces))
     await server.set_serving(True)
-    return AnonymizerApp(server, batcher)
+    return AnonymizerApp(server, batcher, faces)

@@ -8,6 +8,8 @@ from veil.config import env_field
 from veil.diffusion import DEFAULT_MODEL_DIR
 from veil.diffusion.loading import ModelLocation
 from veil.errors import ConfigError, InvalidArgument
+from veil.faces.photo import DEFAULT_MAX_SIDE
+from veil.faces.pipeline import DEFAULT_MIN_FACE
 from veil.rpc.config import MIB, EnvLoadable
 
 GRPC_ADDRESS = "[::]:50051"
@@ -37,6 +39,15 @@ class AnonymizerConfig(EnvLoadable):
                                             doc="images one Anonymize call may name or upload")
     max_image_bytes: int = env_field("VEIL_MAX_IMAGE_BYTES", 32 * MIB, min=1024, max=1024 * MIB,
                                      doc="largest input image file, stored or uploaded")
+    max_photo_side: int = env_field("VEIL_MAX_PHOTO_SIDE", DEFAULT_MAX_SIDE, min=16, max=16384,
+                                    doc="longest side of an input photo, in pixels (larger ones are refused "
+                                        "from their header)")
+    face_detector: str = env_field("VEIL_FACE_DETECTOR", "hog", choices=("hog", "mmod"),
+                                   doc="face detector: hog (dlib's HOG, CPU) or mmod (dlib's CNN, for GPU nodes)")
+    face_upsample: int = env_field("VEIL_FACE_UPSAMPLE", 1, min=0, max=2,
+                                   doc="detector upsamplings: each finds faces half as small at 4x the cost")
+    min_face: int = env_field("VEIL_MIN_FACE_PX", DEFAULT_MIN_FACE, min=1, max=4096,
+                              doc="faces whose box is smaller (shorter side, pixels) are obscured, not re-synthesized")
 
     def __post_init__(self) -> None:
         try:

@@ -1,15 +1,13 @@
 """A request's input images: read from a tenant's store by ref, or received as a client-streamed
-upload; then decoded and validated by veil.images (blocking functions run through asyncio.to_thread)."""
+upload; then decoded as photos by veil.faces.photo (blocking functions run through asyncio.to_thread)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from veil.errors import DataLoss, InvalidArgument, VeilError, quoted
-from veil.images import decode_image
+from veil.faces.photo import Photo, decode_photo
 from veil.store import DEFAULT_CONTENT_TYPE, ObjectInfo, ObjectStore, from_object_ref
 from veil.store.base import ContentDigest
 from veil.uploads import check_upload_header
@@ -40,9 +38,9 @@ def read_inputs(store: ObjectStore, refs: Sequence[common_pb2.ObjectRef], max_by
     return images
 
 
-def decode_inputs(images: Sequence[InputImage], size: int) -> list[np.ndarray]:
-    """uint8 RGB pixels of each image (InvalidArgument naming the image that is wrong)."""
-    return [decode_image(image.data, size, image.content_type, what=f"image {index}")
+def decode_inputs(images: Sequence[InputImage], max_side: int) -> list[Photo]:
+    """Each image as a photo (any size up to `max_side`; InvalidArgument naming the image that is wrong)."""
+    return [decode_photo(image.data, max_side, image.content_type, what=f"image {index}")
             for index, image in enumerate(images)]
 
 

@@ -1,7 +1,7 @@
 """A request's results in the tenant's store: key layout, all-or-nothing writes, clean-up.
 
 Layout under the request's output prefix (see protos/veil/v1/anonymizer.proto):
-  <prefix>/<image>-<candidate>.png, <prefix>/<image>-<candidate>.receipt.json, <prefix>/inputs/<image>.png|.jpg
+  <prefix>/<image>-<candidate>.png|.jpg|.webp (the input's format), <prefix>/<image>-<candidate>.receipt.json, <prefix>/inputs/<image>.png|.jpg
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from veil.store.keys import MAX_KEY_BYTES
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg"}
+EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,8 @@ def output_prefix(prefix: str, tenant_prefix: str, images: int) -> str:
     return prefix
 
 
-def image_key(prefix: str, image: int, candidate: int) -> str:
-    return f"{prefix}/{image}-{candidate}.png"
+def image_key(prefix: str, image: int, candidate: int, content_type: str) -> str:
+    return f"{prefix}/{image}-{candidate}.{EXTENSIONS[content_type]}"
 
 
 def receipt_key(prefix: str, image: int, candidate: int) -> str:

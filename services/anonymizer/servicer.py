@@ -1,4 +1,5 @@
-"""The Anonymizer gRPC servicer: requests in, micro-batched Diffusion-DP (batcher.py), results out.
+"""The Anonymizer gRPC servicer: photos in, their faces found and aligned (photos.py), every crop
+of a request in one micro-batch of Diffusion-DP (batcher.py), candidates composed back, results out.
 
 RPC contract and error codes: protos/veil/v1/anonymizer.proto.
 """
@@ -16,13 +17,13 @@ from services.anonymizer import metrics
 from services.anonymizer.batcher import Batcher, BatchProgress, Results, Work
 from services.anonymizer.config import AnonymizerConfig
 from services.anonymizer.inputs import InputImage, decode_inputs, drain_upload, read_inputs, receive_upload
+from services.anonymizer.photos import FaceRequest, PhotoFaces, ReleasedPhoto, face_requests, face_to_proto
 from services.anonymizer.outputs import (PendingObject, delete_all, image_key, input_key, output_prefix,
                                          receipt_json, receipt_key, write_all)
 from veil import errors
 from veil.diffusion.anonymize import Anonymizer
-from veil.diffusion.convert import receipt_to_proto
 from veil.diffusion.mechanisms import calibrate_identity
-from veil.images import encode_png
+from veil.faces.photo import encode_photo
 from veil.privacy import IDENTITY_DELTA, PrivacySettings, require_candidates
 from veil.privacy.convert import settings_from_proto
 from veil.rpc import tenant_id
@@ -32,11 +33,15 @@ from veil.store.keys import tenant_prefix
 from veil.v1 import anonymizer_pb2, anonymizer_pb2_grpc, common_pb2
 
 
+Photos = list[list[ReleasedPhoto]]  # [image][candidate]
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     anonymizer: Anonymizer
     batcher: Batcher
     info: anonymizer_pb2.ModelInfo
+    faces: PhotoFaces
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class _Request:
     candidates: int
     seed: int | None
     prefix: str
+    faces: list[FaceRequest]
 
 
 def _outcome(exc: BaseException) -> str:
@@ -134,7 +140,7 @@ class AnonymizerServicer(anonymizer_pb2_grpc.AnonymizerServicer):
             # Calibrating a new eps takes seconds: do it here (cached), not in the shared batch.
             await asyncio.to_thread(calibrate_identity, settings.identity_epsilon, IDENTITY_DELTA,
                                     anonymizer.model.encoder.radius)
-        return _Request(settings, request.candidates, request.seed or None, prefix)
+        return _Request(settings, request.candidates, request.seed or None, prefix, face_requests(request, images))
 
     async def _anonymize(self, model: LoadedModel, tenant: str, request: _Request, inputs: list[InputImage],
                          context: grpc.aio.ServicerContext) -> AsyncIterator[anonymizer_pb2.AnonymizeEvent]:
@@ -143,15 +149,20 @@ class AnonymizerServicer(anonymizer_pb2_grpc.AnonymizerServicer):
         written: list[ObjectInfo] = []
         work: Work | None = None
         try:
-            pixels = await asyncio.to_thread(decode_inputs, inputs, model.anonymizer.model.image_size)
-            work = Work(pixels, request.settings, request.candidates, request.seed, context.time_remaining())
-            model.batcher.submit(work)
-            results: Results = []
-            async for item in work.events():
-                if isinstance(item, BatchProgress):
-                    yield _progress(item, count)
-                else:
-                    results = item
+            photos = await asyncio.to_thread(decode_inputs, inputs, self._config.max_photo_side)
+            planned = await model.faces.plan(photos, request.faces)
+            crops = [crop for item in planned for crop in item.crops]
+            anonymized: Results = []
+            if crops:  # a request whose photos have no face to re-synthesize needs no model
+                work = Work(crops, request.settings, request.candidates, request.seed, context.time_remaining())
+                model.batcher.submit(work)
+                async for item in work.events():
+                    if isinstance(item, BatchProgress):
+                        yield _progress(item, count)
+                    else:
+                        anonymized = item
+            results = await asyncio.to_thread(model.faces.compose, planned, anonymized, request.candidates,
+                                              request.seed)
             pending = await asyncio.to_thread(_pending_objects, request.prefix, inputs, results)
             written = await _write(store, pending)
             for event in await asyncio.to_thread(_result_events, store, inputs, results, written):
@@ -183,14 +194,16 @@ async def _write(store: ObjectStore, pending: Sequence[PendingObject]) -> list[O
         raise
 
 
-def _pending_objects(prefix: str, inputs: Sequence[InputImage], results: Results) -> list[PendingObject]:
+def _pending_objects(prefix: str, inputs: Sequence[InputImage], results: Photos) -> list[PendingObject]:
     """Everything a request writes, in the order of `written` in _result_events: per image its
-    candidates and receipts, then the uploaded inputs."""
+    candidates (in the input's format) and receipts, then the uploaded inputs."""
     pending = []
     for i, candidates in enumerate(results):
         for c, item in enumerate(candidates):
-            pending.append(PendingObject(image_key(prefix, i, c), encode_png(item.image), "image/png"))
-            pending.append(PendingObject(receipt_key(prefix, i, c), receipt_json(item.receipt.to_dict()),
+            photo = item.photo
+            data = encode_photo(photo.pixels, photo.format, photo.alpha)
+            pending.append(PendingObject(image_key(prefix, i, c, photo.content_type), data, photo.content_type))
+            pending.append(PendingObject(receipt_key(prefix, i, c), receipt_json(item.receipt_json()),
                                          "application/json"))
     for i, image in enumerate(inputs):
         if image.stored is None:
@@ -199,7 +212,7 @@ def _pending_objects(prefix: str, inputs: Sequence[InputImage], results: Results
     return pending
 
 
-def _result_events(store: ObjectStore, inputs: Sequence[InputImage], results: Results,
+def _result_events(store: ObjectStore, inputs: Sequence[InputImage], results: Photos,
                    written: Sequence[ObjectInfo]) -> list[anonymizer_pb2.AnonymizeEvent]:
     """Per image: an "image_done" progress event, then its candidates as refs with receipts."""
     bucket = store.bucket
@@ -212,12 +225,16 @@ def _result_events(store: ObjectStore, inputs: Sequence[InputImage], results: Re
             stage="image_done", step=i + 1, total_steps=len(results), image_index=i, image_count=len(results))))
         for c, item in enumerate(candidates):
             image, receipt = outputs[i][c]
-            height, width = item.image.shape[:2]
-            events.append(anonymizer_pb2.AnonymizeEvent(candidate=anonymizer_pb2.Candidate(
+            height, width = item.photo.pixels.shape[:2]
+            faces = [face_to_proto(face) for face in item.faces]
+            candidate = anonymizer_pb2.Candidate(
                 image_index=i, candidate_index=c,
                 image=common_pb2.ImageRef(object=to_object_ref(image, bucket), width=width, height=height,
                                           url=store.presigned_get_url(image.key) or ""),
-                receipt=receipt_to_proto(item.receipt),
                 input=to_object_ref(stored[i], bucket),
-                receipt_object=to_object_ref(receipt, bucket))))
+                receipt_object=to_object_ref(receipt, bucket), faces=faces)
+            first = next((face.receipt for face in faces if face.HasField("receipt")), None)
+            if first is not None:  # Candidate.receipt: the first anonymized face's (a crop's only one)
+                candidate.receipt.CopyFrom(first)
+            events.append(anonymizer_pb2.AnonymizeEvent(candidate=candidate))
     return events

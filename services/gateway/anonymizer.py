@@ -47,18 +47,30 @@ class RoundRequest:
 
 
 def to_candidate(event: anonymizer_pb2.Candidate) -> Candidate:
+    """The candidate with what accepting it charges: every anonymized face of the photo (kept and
+    obscured faces release nothing through the model). InvalidArgument when no face was anonymized:
+    such a photo releases nothing the ledger could account for, so the session cannot go on."""
+    anonymized = [face.receipt for face in event.faces if face.action == common_pb2.FACE_ACTION_ANONYMIZED]
+    if not anonymized:
+        raise InvalidArgument(f"the photo has no face to anonymize ({len(event.faces)} found, none of them "
+                              "re-synthesized); a session needs at least one")
     ref = event.image.object
     try:
         image = StoredObject(bucket=ref.bucket, key=ref.key, sha256=ref.sha256, size=ref.size,
                              content_type=ref.content_type or "image/png",
                              width=event.image.width, height=event.image.height)
-        spend = receipt_spend(event.receipt)
+        spends = [receipt_spend(receipt) for receipt in anonymized]
     except InvalidArgument as exc:
         # The caller's request was fine; what came back is not chargeable.
         raise VeilError(f"anonymizer returned a candidate the ledger cannot charge: {exc}") from None
+    first = spends[0]
+    if any((s.attributes, s.identity) != (first.attributes, first.identity) for s in spends):
+        raise VeilError("anonymizer returned faces of one candidate released at different settings")
+    spend = dataclasses.replace(first, faces=len(spends))
     return Candidate(index=event.candidate_index, image=image, spend=spend,
                      model_version=event.receipt.model_version,
-                     receipt=MessageToDict(event.receipt, preserving_proto_field_name=True))
+                     receipt=MessageToDict(event.receipt, preserving_proto_field_name=True),
+                     faces=tuple(MessageToDict(face, preserving_proto_field_name=True) for face in event.faces))
 
 
 class AnonymizerClient:

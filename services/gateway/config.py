@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from veil.config import env_field
 from veil.errors import ConfigError
+from veil.faces.photo import DEFAULT_MAX_SIDE
 from veil.rpc.config import MIB, EnvLoadable, parse_address
 from veil.unlearning.method_names import DEFAULT, METHODS
 
@@ -46,6 +47,9 @@ class GatewayConfig(EnvLoadable):
         doc="deadline of one call to the unlearner")
     max_upload_bytes: int = env_field("VEIL_MAX_UPLOAD_BYTES", 32 * MIB, min=1024, max=1024 * MIB,
                                       doc="largest image UploadImage accepts")
+    max_photo_side: int = env_field("VEIL_MAX_PHOTO_SIDE", DEFAULT_MAX_SIDE, min=16, max=16384,
+                                    doc="longest side of an input photo, in pixels (larger ones are refused "
+                                        "from their header)")
     presigned_url_seconds: int = env_field(
         "VEIL_PRESIGNED_URL_SECONDS", 3600, min=1, max=7 * 86400,
         doc="lifetime of the presigned candidate and release URLs (S3 backend)")

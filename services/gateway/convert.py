@@ -51,13 +51,18 @@ def receipt(data: Mapping[str, Any]) -> common_pb2.Receipt:
     return ParseDict(dict(data), common_pb2.Receipt(), ignore_unknown_fields=True)
 
 
+def faces(data: Sequence[Mapping[str, Any]]) -> list[common_pb2.FaceRelease]:
+    """Each face of a candidate as stored (unknown fields kept out, as for `receipt`)."""
+    return [ParseDict(dict(face), common_pb2.FaceRelease(), ignore_unknown_fields=True) for face in data]
+
+
 def round_message(record: RoundRecord, url_for: UrlFor) -> gateway_pb2.Round:
     settings = record.settings
     return gateway_pb2.Round(
         number=record.number, attribute_epsilon=dict(settings.attribute_epsilon),
         identity_epsilon=settings.identity_epsilon or 0.0, rho=settings.rho, level=settings.level,
         candidates=[gateway_pb2.SessionCandidate(index=c.index, image=image_ref(c.image, url_for),
-                                                 receipt=receipt(c.receipt))
+                                                 receipt=receipt(c.receipt), faces=faces(c.faces))
                     for c in record.candidates],
         feedback=FEEDBACK_TO_PROTO.get(record.feedback, gateway_pb2.FEEDBACK_KIND_UNSPECIFIED),
         created_at=timestamp(record.created_at))
@@ -75,7 +80,7 @@ def release_message(release: Release, url_for: UrlFor) -> gateway_pb2.Release:
     return gateway_pb2.Release(
         image=image_ref(result.release.target, url_for), receipt=receipt(candidate.receipt),
         charged_epsilon=result.charge.entry.epsilon, ledger=ledger_summary(result.charge.summary),
-        unlearning_request_ids=list(result.unlearning_request_ids))
+        unlearning_request_ids=list(result.unlearning_request_ids), faces=faces(candidate.faces))
 
 
 def session_message(view: SessionView, url_for: UrlFor) -> gateway_pb2.Session:

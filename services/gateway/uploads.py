@@ -12,7 +12,7 @@ from veil.store import ObjectStore
 from veil.uploads import check_upload_header
 from veil.v1 import common_pb2, gateway_pb2
 
-EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg"}
+EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
 
 def check_header(header: common_pb2.UploadHeader, max_bytes: int) -> common_pb2.UploadHeader:

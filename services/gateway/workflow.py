@@ -33,9 +33,9 @@ from services.gateway.privacy import candidates_per_round, initial_settings, pro
 from services.gateway.releases import ReleasePublisher
 from services.gateway.rounds import RoundGenerator, end_failed_session, require_round_settled
 from services.gateway.unlearner import UnlearnerClient
-from services.gateway.uploads import stored_image
+from services.gateway.uploads import EXTENSIONS, stored_image
 from veil.errors import DataLoss, FailedPrecondition, InvalidArgument, VeilError, quoted
-from veil.images import decode_image
+from veil.faces.photo import decode_photo
 from veil.ledger import BudgetExceeded
 from veil.privacy import PrivacySettings
 from services.gateway.state import (
@@ -56,7 +56,7 @@ from services.gateway.state.audit import IMAGE_UPLOAD
 from services.gateway.state.models import require_id
 from veil.store import ObjectInfo, ObjectStore
 from veil.store.base import CHUNK_SIZE
-from veil.v1 import anonymizer_pb2, common_pb2
+from veil.v1 import common_pb2
 
 DEFAULT_PAGE_SIZE = 50
 
@@ -165,7 +165,7 @@ class SessionWorkflow:
         return await asyncio.to_thread(self._store_upload, caller, upload)
 
     def _store_upload(self, caller: Caller, upload: Upload) -> StoredObject:
-        pixels = decode_image(upload.data, None, upload.content_type, "upload")
+        pixels = decode_photo(upload.data, self._config.max_photo_side, upload.content_type, "upload").pixels
         image = stored_image(self._store.for_tenant(caller.tenant), upload.data,
                              upload.content_type, upload.sha256, pixels.shape)
         self._state.audit.append(AuditRecord(
@@ -213,7 +213,7 @@ class SessionWorkflow:
 
         def store_session() -> SessionRecord:
             return self._state.sessions.create_session(
-                tenant, subject_id, original=self._original(tenant, image, info), protect=protect,
+                tenant, subject_id, original=self._original(tenant, image), protect=protect,
                 settings=settings, candidates_per_round=candidates,
                 seed=new.seed or secrets.randbits(64) or 1, actor=caller.actor,
                 request_id=new.request_id or None)
@@ -222,19 +222,17 @@ class SessionWorkflow:
         SESSIONS_CREATED.inc()
         return await self._with_first_round(caller, session)
 
-    def _original(self, tenant: str, ref: ObjectInfo, info: anonymizer_pb2.ModelInfo) -> StoredObject:
-        """The session's image: the tenant's object, readable, matching its ref and the model."""
+    def _original(self, tenant: str, ref: ObjectInfo) -> StoredObject:
+        """The session's photo: the tenant's object, readable and matching its ref (any size up to
+        VEIL_MAX_PHOTO_SIDE; the anonymizer finds its faces)."""
         store = self._store.for_tenant(tenant)
         stat = store.stat(ref.key)
         if stat.size > self._config.max_upload_bytes:
             raise InvalidArgument(f"image {quoted(ref.key)} has {stat.size} bytes; at most "
                                   f"{self._config.max_upload_bytes} (VEIL_MAX_UPLOAD_BYTES)")
         data = store.get(ref.key, expected_sha256=ref.sha256)
-        pixels = decode_image(data, None, stat.content_type, f"image {ref.key!r}")
+        pixels = decode_photo(data, self._config.max_photo_side, stat.content_type, f"image {quoted(ref.key)}").pixels
         height, width = pixels.shape[:2]
-        if info.image_size and (width, height) != (info.image_size, info.image_size):
-            raise InvalidArgument(f"image {quoted(ref.key)} is {width}x{height}; the model "
-                                  f"({info.model_version}) takes {info.image_size}x{info.image_size}")
         return StoredObject(bucket=self._store.bucket, key=ref.key,
                             sha256=hashlib.sha256(data).hexdigest(), size=len(data),
                             content_type=stat.content_type, width=width, height=height)
@@ -371,7 +369,7 @@ class SessionWorkflow:
         try:
             result = await asyncio.to_thread(
                 self._state.releases.accept, tenant, session_id, candidate, request_id=work_id,
-                release_key=f"releases/{session_id}.png", dependent_models=models,
+                release_key=f"releases/{session_id}.{EXTENSIONS[session.original.content_type]}", dependent_models=models,
                 actor=caller.actor)
         except BudgetExceeded:
             LEDGER_REFUSALS.inc()

@@ -21,6 +21,7 @@ from pathlib import Path
 import grpc
 from google.protobuf.json_format import MessageToJson
 
+from veil.client import describe_faces, file_suffix
 from veil.errors import InvalidArgument
 from veil.privacy import ATTRIBUTE_MECHANISMS, Mechanism
 from veil.v1 import gateway_pb2
@@ -120,15 +121,16 @@ def _print_round(client, session_id: str, round_: gateway_pb2.Round, out: Path) 
     print(f"round {round_.number}: {budget}, {identity}, rho={round_.rho:g} ({level})")
     folder = out / session_id / f"round-{round_.number}"
     for candidate in round_.candidates:
-        path = folder / f"candidate-{candidate.index}.png"
+        path = folder / f"candidate-{candidate.index}{file_suffix(candidate.image.object)}"
         client.download(candidate.image.object, path)
-        print(f"  candidate {candidate.index}: {path}")
+        print(f"  candidate {candidate.index}: {path} ({candidate.image.width}x{candidate.image.height}; "
+              f"{describe_faces(candidate.faces)})")
 
 
 def _print_release(client, session_id: str, release: gateway_pb2.Release, out: Path) -> None:
-    path = out / session_id / "release.png"
+    path = out / session_id / f"release{file_suffix(release.image.object)}"
     client.download(release.image.object, path)
-    print(f"released: {path}")
+    print(f"released: {path} ({describe_faces(release.faces)})")
     print(f"charged eps {release.charged_epsilon:g}; subject total: {_totals(release.ledger)}")
     if release.unlearning_request_ids:
         print(f"unlearning requests queued: {', '.join(release.unlearning_request_ids)}")

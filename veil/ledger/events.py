@@ -123,11 +123,14 @@ class IdentitySpend:
 
 @dataclasses.dataclass(frozen=True)
 class ReleaseSpend:
-    """Everything one released image spends, identified by its receipt."""
+    """Everything one released image spends, identified by its receipt: `attributes` and
+    `identity` per face, for each of its `faces` anonymized faces (all released at the same
+    settings, so each face's events are charged once: N faces, N releases composed)."""
 
     receipt_id: str
     attributes: tuple[AttributeSpend, ...] = ()
     identity: IdentitySpend | None = None
+    faces: int = 1
 
     def __post_init__(self) -> None:
         if not self.receipt_id or len(self.receipt_id) > 128:
@@ -138,6 +141,8 @@ class ReleaseSpend:
             raise InvalidArgument(f"receipt {self.receipt_id}: an attribute is listed twice: {names}")
         if not self.attributes and self.identity is None:
             raise InvalidArgument(f"receipt {self.receipt_id}: releases nothing to charge")
+        if isinstance(self.faces, bool) or not isinstance(self.faces, int) or self.faces < 1:
+            raise InvalidArgument(f"receipt {self.receipt_id}: faces must be an integer >= 1, got {quoted(self.faces)}")
 
     @property
     def nominal_epsilon(self) -> float:
@@ -148,7 +153,7 @@ class ReleaseSpend:
         events = [a.event() for a in self.attributes]
         if self.identity is not None:
             events.append(self.identity.event())
-        return events
+        return events * self.faces
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -156,6 +161,7 @@ class ReleaseSpend:
             "attributes": [{"attribute": a.attribute, "mechanism": a.mechanism.value,
                             "epsilon": a.epsilon} for a in self.attributes],
             "identity": None if self.identity is None else dataclasses.asdict(self.identity),
+            "faces": self.faces,
         }
 
     @classmethod
@@ -164,7 +170,8 @@ class ReleaseSpend:
         return cls(receipt_id=data["receipt_id"],
                    attributes=tuple(AttributeSpend(a["attribute"], a["mechanism"], a["epsilon"])
                                     for a in data["attributes"]),
-                   identity=None if identity is None else IdentitySpend(**identity))
+                   identity=None if identity is None else IdentitySpend(**identity),
+                   faces=data.get("faces", 1))  # spends stored before photos: one face
 
 
 def events_to_json(events: Sequence[LedgerEvent]) -> list[dict[str, Any]]:

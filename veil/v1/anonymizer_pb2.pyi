@@ -62,7 +62,7 @@ class ModelInfo(_message.Message):
     def __init__(self, model_version: _Optional[str] = ..., image_size: _Optional[int] = ..., attributes: _Optional[_Iterable[_Union[AttributeInfo, _Mapping]]] = ..., levels: _Optional[_Iterable[_Union[PrivacyLevel, _Mapping]]] = ..., default_level: _Optional[int] = ..., identity_delta: _Optional[float] = ..., max_candidates: _Optional[int] = ..., runtime: _Optional[str] = ..., device: _Optional[str] = ..., max_images_per_request: _Optional[int] = ..., max_image_bytes: _Optional[int] = ..., sampling_steps: _Optional[int] = ...) -> None: ...
 
 class AnonymizeRequest(_message.Message):
-    __slots__ = ("request_id", "images", "protect", "privacy", "candidates", "seed", "output_prefix", "subject_id")
+    __slots__ = ("request_id", "images", "protect", "privacy", "candidates", "seed", "output_prefix", "subject_id", "faces")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     PROTECT_FIELD_NUMBER: _ClassVar[int]
@@ -71,6 +71,7 @@ class AnonymizeRequest(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_PREFIX_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    FACES_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     images: _containers.RepeatedCompositeFieldContainer[_common_pb2.ObjectRef]
     protect: _containers.RepeatedScalarFieldContainer[str]
@@ -79,7 +80,20 @@ class AnonymizeRequest(_message.Message):
     seed: int
     output_prefix: str
     subject_id: str
-    def __init__(self, request_id: _Optional[str] = ..., images: _Optional[_Iterable[_Union[_common_pb2.ObjectRef, _Mapping]]] = ..., protect: _Optional[_Iterable[str]] = ..., privacy: _Optional[_Union[_common_pb2.PrivacySetting, _Mapping]] = ..., candidates: _Optional[int] = ..., seed: _Optional[int] = ..., output_prefix: _Optional[str] = ..., subject_id: _Optional[str] = ...) -> None: ...
+    faces: _containers.RepeatedCompositeFieldContainer[ImageFaces]
+    def __init__(self, request_id: _Optional[str] = ..., images: _Optional[_Iterable[_Union[_common_pb2.ObjectRef, _Mapping]]] = ..., protect: _Optional[_Iterable[str]] = ..., privacy: _Optional[_Union[_common_pb2.PrivacySetting, _Mapping]] = ..., candidates: _Optional[int] = ..., seed: _Optional[int] = ..., output_prefix: _Optional[str] = ..., subject_id: _Optional[str] = ..., faces: _Optional[_Iterable[_Union[ImageFaces, _Mapping]]] = ...) -> None: ...
+
+class ImageFaces(_message.Message):
+    __slots__ = ("use_boxes", "boxes", "keep_indices", "keep_boxes")
+    USE_BOXES_FIELD_NUMBER: _ClassVar[int]
+    BOXES_FIELD_NUMBER: _ClassVar[int]
+    KEEP_INDICES_FIELD_NUMBER: _ClassVar[int]
+    KEEP_BOXES_FIELD_NUMBER: _ClassVar[int]
+    use_boxes: bool
+    boxes: _containers.RepeatedCompositeFieldContainer[_common_pb2.FaceBox]
+    keep_indices: _containers.RepeatedScalarFieldContainer[int]
+    keep_boxes: _containers.RepeatedCompositeFieldContainer[_common_pb2.FaceBox]
+    def __init__(self, use_boxes: _Optional[bool] = ..., boxes: _Optional[_Iterable[_Union[_common_pb2.FaceBox, _Mapping]]] = ..., keep_indices: _Optional[_Iterable[int]] = ..., keep_boxes: _Optional[_Iterable[_Union[_common_pb2.FaceBox, _Mapping]]] = ...) -> None: ...
 
 class AnonymizeUploadRequest(_message.Message):
     __slots__ = ("request", "image", "chunk")
@@ -92,20 +106,22 @@ class AnonymizeUploadRequest(_message.Message):
     def __init__(self, request: _Optional[_Union[AnonymizeRequest, _Mapping]] = ..., image: _Optional[_Union[_common_pb2.UploadHeader, _Mapping]] = ..., chunk: _Optional[_Union[_common_pb2.Chunk, _Mapping]] = ...) -> None: ...
 
 class Candidate(_message.Message):
-    __slots__ = ("image_index", "candidate_index", "image", "receipt", "input", "receipt_object")
+    __slots__ = ("image_index", "candidate_index", "image", "receipt", "input", "receipt_object", "faces")
     IMAGE_INDEX_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_INDEX_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     RECEIPT_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     RECEIPT_OBJECT_FIELD_NUMBER: _ClassVar[int]
+    FACES_FIELD_NUMBER: _ClassVar[int]
     image_index: int
     candidate_index: int
     image: _common_pb2.ImageRef
     receipt: _common_pb2.Receipt
     input: _common_pb2.ObjectRef
     receipt_object: _common_pb2.ObjectRef
-    def __init__(self, image_index: _Optional[int] = ..., candidate_index: _Optional[int] = ..., image: _Optional[_Union[_common_pb2.ImageRef, _Mapping]] = ..., receipt: _Optional[_Union[_common_pb2.Receipt, _Mapping]] = ..., input: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., receipt_object: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ...) -> None: ...
+    faces: _containers.RepeatedCompositeFieldContainer[_common_pb2.FaceRelease]
+    def __init__(self, image_index: _Optional[int] = ..., candidate_index: _Optional[int] = ..., image: _Optional[_Union[_common_pb2.ImageRef, _Mapping]] = ..., receipt: _Optional[_Union[_common_pb2.Receipt, _Mapping]] = ..., input: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., receipt_object: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., faces: _Optional[_Iterable[_Union[_common_pb2.FaceRelease, _Mapping]]] = ...) -> None: ...
 
 class AnonymizeEvent(_message.Message):
     __slots__ = ("progress", "candidate")

@@ -69,13 +69,19 @@ class AnonymizerServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Anonymize(self, request, context):
-        """Anonymize stored images: K candidates per image. Requests of several callers are decoded
+        """Anonymize stored photos: K candidates per photo. Each photo's faces are detected (or taken
+        from AnonymizeRequest.faces), aligned to the model's size, and every crop of the request is
+        anonymized in one micro-batch (a photo with N faces and K candidates is N x K rows); each
+        candidate is the whole photo with the faces blended back, every pixel outside their regions
+        as it came. Faces the caller keeps are untouched; faces under the service's minimum size are
+        obscured; a photo without a face comes back unchanged with no faces. A photo of exactly the
+        model's size with no boxes given is one aligned face. Requests of several callers are decoded
         together in micro-batches. The stream carries Progress events ("queued"; "started" when its
         batch starts, with the batch id; "invert" and "decode" per diffusion step of the batch;
         "image_done" per image) and one Candidate per generated image. Results are written to the
         object store only once the whole request has succeeded, under `output_prefix`:
-        <output_prefix>/<image_index>-<candidate_index>.png            the candidate (image/png)
-        <output_prefix>/<image_index>-<candidate_index>.receipt.json   its receipt (JSON)
+        <output_prefix>/<image_index>-<candidate_index>.png|.jpg|.webp  the candidate (input's format)
+        <output_prefix>/<image_index>-<candidate_index>.receipt.json    every face with its receipt (JSON)
         replacing objects of the same keys. A call that fails, is cancelled or passes its deadline
         before its last event leaves no object behind (results already written are deleted).
         Cancellation and deadlines: a request still queued is dropped before any work; a running
@@ -83,8 +89,10 @@ class AnonymizerServicer:
         finishes and the gone request's results are discarded.
         Errors: INVALID_ARGUMENT (unknown attribute, eps <= 0/NaN/inf, level outside 0..10, rho
         outside [0, 1], candidates outside 1..max_candidates, no images or more than
-        max_images_per_request, a malformed key or output_prefix, corrupt image, wrong content type,
-        format, mode or size, an image over 4096 px or max_image_bytes),
+        max_images_per_request, a malformed key or output_prefix, corrupt image, wrong content type
+        or format, a photo over the service's longest side (4096 px by default; refused from its
+        header) or max_image_bytes, `faces` with neither 0 nor one entry per image, a box outside
+        its photo, a keep index or box matching no face),
         NOT_FOUND (an input ref; also a key of another tenant, which is never visible),
         DATA_LOSS (input sha256 or size differs from the ref), RESOURCE_EXHAUSTED (queue full, or
         a message over the server's size limit), UNAUTHENTICATED (no x-veil-tenant),

@@ -16,10 +16,21 @@ class Mechanism(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MECHANISM_RANDOMIZED_RESPONSE: _ClassVar[Mechanism]
     MECHANISM_LAPLACE: _ClassVar[Mechanism]
     MECHANISM_GAUSSIAN: _ClassVar[Mechanism]
+
+class FaceAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FACE_ACTION_UNSPECIFIED: _ClassVar[FaceAction]
+    FACE_ACTION_ANONYMIZED: _ClassVar[FaceAction]
+    FACE_ACTION_KEPT: _ClassVar[FaceAction]
+    FACE_ACTION_OBSCURED: _ClassVar[FaceAction]
 MECHANISM_UNSPECIFIED: Mechanism
 MECHANISM_RANDOMIZED_RESPONSE: Mechanism
 MECHANISM_LAPLACE: Mechanism
 MECHANISM_GAUSSIAN: Mechanism
+FACE_ACTION_UNSPECIFIED: FaceAction
+FACE_ACTION_ANONYMIZED: FaceAction
+FACE_ACTION_KEPT: FaceAction
+FACE_ACTION_OBSCURED: FaceAction
 
 class ObjectRef(_message.Message):
     __slots__ = ("bucket", "key", "sha256", "size", "content_type")
@@ -155,3 +166,29 @@ class Progress(_message.Message):
     message: str
     batch_id: str
     def __init__(self, stage: _Optional[str] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., image_index: _Optional[int] = ..., image_count: _Optional[int] = ..., message: _Optional[str] = ..., batch_id: _Optional[str] = ...) -> None: ...
+
+class FaceBox(_message.Message):
+    __slots__ = ("left", "top", "right", "bottom")
+    LEFT_FIELD_NUMBER: _ClassVar[int]
+    TOP_FIELD_NUMBER: _ClassVar[int]
+    RIGHT_FIELD_NUMBER: _ClassVar[int]
+    BOTTOM_FIELD_NUMBER: _ClassVar[int]
+    left: int
+    top: int
+    right: int
+    bottom: int
+    def __init__(self, left: _Optional[int] = ..., top: _Optional[int] = ..., right: _Optional[int] = ..., bottom: _Optional[int] = ...) -> None: ...
+
+class FaceRelease(_message.Message):
+    __slots__ = ("box", "score", "action", "receipt", "region")
+    BOX_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    box: FaceBox
+    score: float
+    action: FaceAction
+    receipt: Receipt
+    region: FaceBox
+    def __init__(self, box: _Optional[_Union[FaceBox, _Mapping]] = ..., score: _Optional[float] = ..., action: _Optional[_Union[FaceAction, str]] = ..., receipt: _Optional[_Union[Receipt, _Mapping]] = ..., region: _Optional[_Union[FaceBox, _Mapping]] = ...) -> None: ...

@@ -64,14 +64,16 @@ class CreateSessionRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., subject_id: _Optional[str] = ..., image: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., protect: _Optional[_Iterable[str]] = ..., privacy: _Optional[_Union[_common_pb2.PrivacySetting, _Mapping]] = ..., candidates: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class SessionCandidate(_message.Message):
-    __slots__ = ("index", "image", "receipt")
+    __slots__ = ("index", "image", "receipt", "faces")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     RECEIPT_FIELD_NUMBER: _ClassVar[int]
+    FACES_FIELD_NUMBER: _ClassVar[int]
     index: int
     image: _common_pb2.ImageRef
     receipt: _common_pb2.Receipt
-    def __init__(self, index: _Optional[int] = ..., image: _Optional[_Union[_common_pb2.ImageRef, _Mapping]] = ..., receipt: _Optional[_Union[_common_pb2.Receipt, _Mapping]] = ...) -> None: ...
+    faces: _containers.RepeatedCompositeFieldContainer[_common_pb2.FaceRelease]
+    def __init__(self, index: _Optional[int] = ..., image: _Optional[_Union[_common_pb2.ImageRef, _Mapping]] = ..., receipt: _Optional[_Union[_common_pb2.Receipt, _Mapping]] = ..., faces: _Optional[_Iterable[_Union[_common_pb2.FaceRelease, _Mapping]]] = ...) -> None: ...
 
 class Round(_message.Message):
     __slots__ = ("number", "attribute_epsilon", "identity_epsilon", "rho", "level", "candidates", "feedback", "created_at")
@@ -101,18 +103,20 @@ class Round(_message.Message):
     def __init__(self, number: _Optional[int] = ..., attribute_epsilon: _Optional[_Mapping[str, float]] = ..., identity_epsilon: _Optional[float] = ..., rho: _Optional[float] = ..., level: _Optional[int] = ..., candidates: _Optional[_Iterable[_Union[SessionCandidate, _Mapping]]] = ..., feedback: _Optional[_Union[FeedbackKind, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Release(_message.Message):
-    __slots__ = ("image", "receipt", "charged_epsilon", "ledger", "unlearning_request_ids")
+    __slots__ = ("image", "receipt", "charged_epsilon", "ledger", "unlearning_request_ids", "faces")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     RECEIPT_FIELD_NUMBER: _ClassVar[int]
     CHARGED_EPSILON_FIELD_NUMBER: _ClassVar[int]
     LEDGER_FIELD_NUMBER: _ClassVar[int]
     UNLEARNING_REQUEST_IDS_FIELD_NUMBER: _ClassVar[int]
+    FACES_FIELD_NUMBER: _ClassVar[int]
     image: _common_pb2.ImageRef
     receipt: _common_pb2.Receipt
     charged_epsilon: float
     ledger: LedgerSummary
     unlearning_request_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, image: _Optional[_Union[_common_pb2.ImageRef, _Mapping]] = ..., receipt: _Optional[_Union[_common_pb2.Receipt, _Mapping]] = ..., charged_epsilon: _Optional[float] = ..., ledger: _Optional[_Union[LedgerSummary, _Mapping]] = ..., unlearning_request_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    faces: _containers.RepeatedCompositeFieldContainer[_common_pb2.FaceRelease]
+    def __init__(self, image: _Optional[_Union[_common_pb2.ImageRef, _Mapping]] = ..., receipt: _Optional[_Union[_common_pb2.Receipt, _Mapping]] = ..., charged_epsilon: _Optional[float] = ..., ledger: _Optional[_Union[LedgerSummary, _Mapping]] = ..., unlearning_request_ids: _Optional[_Iterable[str]] = ..., faces: _Optional[_Iterable[_Union[_common_pb2.FaceRelease, _Mapping]]] = ...) -> None: ...
 
 class Session(_message.Message):
     __slots__ = ("session_id", "subject_id", "state", "protect", "original", "latest_round", "round_count", "release", "created_at")

@@ -1,5 +1,5 @@
 """The demo's calls to the unlearner (a tenant's operator training and inspecting its models):
-Train, WatchJob, ListModels, Evaluate. Blocking gRPC with the tenant in `x-veil-tenant` metadata."""
+Train, WatchJob, ListModels, Evaluate. Blocking gRPC with the tenant in `x-veil-tenant` metadata and the run's internal secret."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import grpc
 
 from veil.errors import FailedPrecondition
 from veil.rpc import ChannelConfig, open_sync_channel, outgoing_metadata
+from veil.rpc.internal import INTERNAL_TOKEN_KEY
 from veil.v1 import common_pb2, unlearner_pb2, unlearner_pb2_grpc
 
 TERMINAL = (unlearner_pb2.JOB_STATE_SUCCEEDED, unlearner_pb2.JOB_STATE_FAILED)
@@ -16,10 +17,11 @@ READ_SECONDS = 30.0
 
 
 class Registry:
-    def __init__(self, target: str, tenant: str) -> None:
+    def __init__(self, target: str, tenant: str, internal_secret: str) -> None:
         self._channel = open_sync_channel(target, ChannelConfig.load())
         self._stub = unlearner_pb2_grpc.UnlearnerStub(self._channel)
-        self._metadata = outgoing_metadata(tenant)
+        # The unlearner honours x-veil-tenant only with the secret the gateway presents (veil.rpc.internal).
+        self._metadata = (*outgoing_metadata(tenant), (INTERNAL_TOKEN_KEY, internal_secret))
 
     def close(self) -> None:
         self._channel.close()

@@ -12,11 +12,13 @@ from typing import Any
 from veil.data import generate_dataset
 from veil.db import Database, DatabaseConfig
 from veil_tools.demo import dataset
+from veil_tools.demo.photo import astronaut, photo_report, photo_strip, play_photo
 from veil_tools.demo.registry import Registry
 from veil_tools.demo.report import message, metric_summary, rounds_report, write_report
 from veil_tools.demo.session import PlayedSession, describe_budget, play
 from veil_tools.demo.sheet import SheetRound, contact_sheet
 from veil.errors import FailedPrecondition
+from veil.rpc.internal import read_secret
 from veil_tools.localrun import DEV_TENANT, LocalServices
 from services.gateway.state import GatewayState, UnlearningStatus
 from veil.store import ObjectStore
@@ -33,6 +35,7 @@ class DemoOptions:
     model_uri: str | None = None  # the anonymizer's model (default: the shipped one)
     sampling_steps: int | None = None  # default: the model card's
     candidates: int = 4
+    photo_candidates: int = 2  # of the real photo (each is every face of it re-synthesized)
     protect: tuple[str, ...] = ("Male",)
     # Level 5 spends eps 2 on each protected attribute and 2 on identity; MORE then LESS end at
     # about 1.41 each, which composes to well under the cap.
@@ -137,7 +140,8 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
         clock.say(f"serving: gateway {services.gateway.target}, logs in {var / 'logs'}")
         state = GatewayState(Database.from_config(DatabaseConfig(url=services.database_url("gateway"))))
         tenant_store = services.store().for_tenant(DEV_TENANT)
-        with services.client() as client, Registry(services.unlearner.target, DEV_TENANT) as registry:
+        secret = read_secret(str(services.internal_secret_file))
+        with services.client() as client, Registry(services.unlearner.target, DEV_TENANT, secret) as registry:
             size = services.model_info().image_size
             faces = generate_dataset(out / "faces", identities=options.identities,
                                      per_identity=options.per_identity, seed=options.seed,
@@ -158,6 +162,9 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
                           level=options.level, candidates=options.candidates,
                           accept=options.accept, seed=options.seed, say=clock.say)
             clock.mark("session")
+            photo = play_photo(client, astronaut(), protect=list(options.protect),
+                               candidates=options.photo_candidates, seed=options.seed, say=clock.say)
+            clock.mark("photo")
 
             job_ids = wait_for_unlearning(state, played.session.session_id, options.timeout_seconds)
             jobs = [registry.wait(job_id, options.timeout_seconds) for job_id in job_ids]
@@ -175,6 +182,8 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
     clock.mark("stop_services")
 
     assert played.release is not None and played.released is not None
+    photo_path = out / "photo.png"
+    photo_strip(photo).save(photo_path)
     sheet_path = out / "contact_sheet.png"
     accepted_round = len(played.rounds) - 1
     contact_sheet(f"veil demo: session {played.session.session_id}, protecting "
@@ -191,6 +200,7 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
         "release": {**message(played.release), "round": accepted_round + 1,
                     "candidate": options.accept},
         "ledger": message(ledger),
+        "photo": photo_report(photo),
         "models": {"model": MODEL, "trained_version": trained.result_version,
                    "updated_version": updated,
                    "updated_card": json.loads(
@@ -204,8 +214,8 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
         "metrics": metrics,
         "timings_seconds": {**clock.marks,
                             "total": round(time.perf_counter() - clock.started, 3)},
-        "outputs": {"contact_sheet": str(sheet_path), "services_var": str(var)},
+        "outputs": {"contact_sheet": str(sheet_path), "photo": str(photo_path), "services_var": str(var)},
     }
     write_report(out / "report.json", report)
-    clock.say(f"wrote {sheet_path} and {out / 'report.json'}")
+    clock.say(f"wrote {sheet_path}, {photo_path} and {out / 'report.json'}")
     return report

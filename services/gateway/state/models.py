@@ -79,24 +79,28 @@ class StoredObject:
 
 @dataclasses.dataclass(frozen=True)
 class Candidate:
-    """One generated image of a round. `spend` is what accepting it charges; `receipt` is the
-    anonymizer's receipt as JSON, kept opaque for the servicer to return to clients."""
+    """One generated image of a round. `spend` is what accepting it charges (every anonymized
+    face); `receipt` (the first anonymized face's) and `faces` (each face's box, score, action
+    and receipt) are the anonymizer's, as JSON, kept opaque for the servicer to return to clients."""
 
     index: int
     image: StoredObject
     spend: ReleaseSpend
     model_version: str
     receipt: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    faces: tuple[Mapping[str, Any], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"index": self.index, "image": self.image.to_json(), "spend": self.spend.to_json(),
-                "model_version": self.model_version, "receipt": dict(self.receipt)}
+                "model_version": self.model_version, "receipt": dict(self.receipt),
+                "faces": [dict(face) for face in self.faces]}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Candidate:
         return cls(index=data["index"], image=StoredObject.from_json(data["image"]),
                    spend=ReleaseSpend.from_json(data["spend"]),
-                   model_version=data["model_version"], receipt=data["receipt"])
+                   model_version=data["model_version"], receipt=data["receipt"],
+                   faces=tuple(data.get("faces", ())))  # rounds stored before photos have none
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,6 +16,7 @@ from veil.errors import InvalidArgument
 from veil.images import encode_png
 from veil.v1 import gateway_pb2
 from veil_tools.localrun import model_info
+from veil_tools.owner.__main__ import main as owner_main, parse_setting
 from veil_tools.owner.attacker import AttackerSpec, cached_attacker
 from veil_tools.owner.play import play_probe
 from veil_tools.owner.policy import OwnerPolicy, decide
@@ -55,6 +56,14 @@ def test_policy_accepts_the_most_useful_private_candidate() -> None:
     assert (decision.answer, decision.candidate, decision.utility) == ("accept", 1, [0.5, 1.0])
     with pytest.raises(InvalidArgument):
         OwnerPolicy(privacy_target=0.3)
+
+
+def test_owner_cli_refuses_random_session_seeds_and_bad_settings(tmp_path: Path) -> None:
+    assert parse_setting("0.7:5") == (0.7, 5)
+    with pytest.raises(InvalidArgument):
+        parse_setting("0.7")
+    with pytest.raises(InvalidArgument, match="seed"):
+        owner_main(["--out", str(tmp_path / "o.json"), "--seed", "0"])
 
 
 def test_owner_drives_the_gateway_and_the_controller_steps_by_the_configured_factor(

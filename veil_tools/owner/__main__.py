@@ -86,16 +86,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="the JSON to write")
     parser.add_argument("--cache", type=Path, default=Path("out/owner-cache"), help="the owner's attacker")
     parser.add_argument("--model", default=None, help="model directory (default: the shipped model)")
-    parser.add_argument("--settings", nargs="+", default=["0.5:5", "0.7:5", "0.5:7"],
+    parser.add_argument("--settings", nargs="+", default=["0.5:5", "0.7:5", "0.5:7", "0.7:7"],
                         help="MORE_FACTOR:START_LEVEL pairs")
     parser.add_argument("--probes", type=int, default=20)
     parser.add_argument("--candidates", type=int, default=2)
-    parser.add_argument("--sampling-steps", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0, help="session seed of probe i is seed + i")
+    parser.add_argument("--sampling-steps", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=1,
+                        help="session seed of probe i is seed + i (>= 1: 0 asks the gateway for a random one)")
     parser.add_argument("--privacy-target", type=float, default=OwnerPolicy.privacy_target)
     parser.add_argument("--utility-floor", type=float, default=OwnerPolicy.utility_floor)
     parser.add_argument("--max-rounds", type=int, default=OwnerPolicy.max_rounds)
     args = parser.parse_args(argv)
+    if args.seed < 1:
+        raise InvalidArgument(f"--seed must be >= 1 (seed 0 makes the gateway draw a random one), "
+                              f"got {quoted(args.seed)}")
     policy = OwnerPolicy(privacy_target=args.privacy_target, utility_floor=args.utility_floor,
                          max_rounds=args.max_rounds)
     by_factor: dict[float, list[int]] = {}
@@ -109,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.extend(played)
     report = {"kind": "owner", "model_version": model_version, "machine": machine(),
               "seeds": {"probe_faces": PROBE_SEED, "probe_first_identity": PROBE_FIRST_IDENTITY,
-                        "sessions": args.seed, "attacker": AttackerSpec(image_size=0).seed},
+                        "sessions": args.seed, "attacker": AttackerSpec.seed},
               "run": {"probes": args.probes, "candidates": args.candidates,
                       "sampling_steps": args.sampling_steps},
               "policy": asdict(policy), "attacker_train_accuracy": attacker_accuracy,

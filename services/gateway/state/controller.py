@@ -12,8 +12,8 @@ own by the same rule, a bracketing search on a log scale:
   preference, halving the bracket (in log eps) with every further answer.
 - Every proposal is clamped to [eps_min, eps_max].
 - Why 0.5 stays the default factor: the simulated owner (reports/privacy-utility.md, 20 probes)
-  needed 1.78 +- 0.37 rounds with 0.5 and 1.95 +- 0.49 with 0.7 from level 5, 1.68 vs 1.58 from
-  level 7: no consistent gain from the finer step, which charged more eps from level 5.
+  needed 2.11 +- 0.54 rounds with 0.5 and 2.21 +- 0.65 with 0.7 from level 5, 1.79 with both
+  from level 7, and the finer step charged more eps (2.87 vs 2.38 from level 5, 1.61 vs 1.41).
 - Answers can be inconsistent: a newer answer that contradicts an older bound replaces it, and
   an owner who keeps asking to move once the bracket has converged (hi / lo <= 1.1) is taken at
   their word: stepping by the factor resumes.

@@ -38,8 +38,11 @@ run: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m veil_tools.bench
 
+# Ends with reports/privacy-utility.md; the owner's JSON is committed beside it (reports/owner.json).
 eval: $(STAMP)
 	$(PY) -m veil eval --model models/diffae-synth32 --json out/eval.json --cache out/eval-cache
+	$(PY) -m veil_tools.owner --out reports/owner.json --cache out/owner-cache
+	$(PY) -m veil_tools.report --owner reports/owner.json --out reports
 
 train: $(STAMP)
 	$(PY) -m veil train --config models/diffae-synth32/train_config.json --run-dir runs/diffae-synth32

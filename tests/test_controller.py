@@ -37,6 +37,14 @@ def test_more_halves_and_less_doubles_until_a_reversal():
     assert [b["Male"] for b in seen] == [1.0, 2.0, 4.0]
 
 
+def test_the_more_factor_sets_the_step_both_ways():
+    config = ControllerConfig(eps_min=0.05, eps_max=16.0, more_factor=0.7)
+    assert [b["Male"] for b in run({"Male": 2.0}, [MORE, MORE], config)] == pytest.approx([2.0, 1.4, 0.98])
+    assert [b["Male"] for b in run({"Male": 0.98}, [LESS, LESS], config)] == pytest.approx([0.98, 1.4, 2.0])
+    # The reversal still bisects between the bracketing settings, whatever the step.
+    assert run({"Male": 2.0}, [MORE, LESS], config)[2]["Male"] == pytest.approx(math.sqrt(1.4 * 2.0))
+
+
 def test_reversal_bisects_geometrically_between_the_last_two_settings():
     seen = [b["Male"] for b in run({"Male": 4.0}, [MORE, LESS])]
     assert seen[:2] == [4.0, 2.0]
@@ -106,6 +114,9 @@ def test_validate_budget_and_config():
         ControllerConfig(eps_min=2.0, eps_max=1.0)
     with pytest.raises(ConfigError):
         ControllerConfig(eps_min=0.0, eps_max=1.0)
+    for factor in (0.0, 1.0, 2.0):
+        with pytest.raises(ConfigError):
+            ControllerConfig(more_factor=factor)
 
 
 def test_plan_next_round_uses_the_session_history():

@@ -185,6 +185,13 @@ class ServiceProcess:
         return self.metrics().get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+def model_info(anonymizer_target: str) -> anonymizer_pb2.ModelInfo:
+    """The anonymizer's model: version, image size, attributes, levels."""
+    with open_sync_channel(anonymizer_target) as channel:
+        return anonymizer_pb2_grpc.AnonymizerStub(channel).GetModelInfo(
+            anonymizer_pb2.GetModelInfoRequest(), timeout=30)
+
+
 def write_owner_only(path: Path, text: str) -> None:
     """`text` in `path`, readable by this user only from the start (written aside, then renamed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -336,10 +343,7 @@ class LocalServices:
         return GatewayClient(self.gateway.target, self.token)
 
     def model_info(self) -> anonymizer_pb2.ModelInfo:
-        """The anonymizer's model: version, image size, attributes, levels."""
-        with open_sync_channel(self.anonymizer.target) as channel:
-            return anonymizer_pb2_grpc.AnonymizerStub(channel).GetModelInfo(
-                anonymizer_pb2.GetModelInfoRequest(), timeout=30)
+        return model_info(self.anonymizer.target)
 
     def store(self) -> ObjectStore:
         """The object store the services share (an operator's access: every tenant's keys)."""

@@ -26,6 +26,8 @@ caller's token maps to, and raises veil.errors types that map to gRPC codes):
   SUBMITTED)` after a restart.
 - Retention: `state.retention.originals_due()`, delete each object, `mark_original_deleted`.
 - GetLedger: `state.ledger.summary(...)` and `state.ledger.entries(...)`.
+- UploadImage and CreateSession: `state.upload_subjects.bind(...)` ties the image's bytes to one
+  subject (FailedPrecondition for another).
 """
 
 from services.gateway.state.audit import AuditLog, AuditRecord

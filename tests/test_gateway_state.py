@@ -446,3 +446,34 @@ def test_migration_merges_the_spellings_of_a_subject(url_at_0002, tenant):
     with pytest.raises(sa.exc.DatabaseError, match="append-only"), db.write() as conn:
         conn.execute(sa.update(t.ledger_entries).values(subject_id="x"))
     db.dispose()
+
+
+def test_a_round_lease_has_one_holder_until_it_expires(gateway_db, tenant):
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    state = GatewayState(gateway_db, clock=lambda: now[0])
+    session, _ = open_session(state, tenant, "ivan")
+    leases, sid, ttl = state.round_leases, session.session_id, timedelta(seconds=3)
+    assert leases.take(sid, 2, "a", ttl)
+    assert not leases.take(sid, 2, "b", ttl)
+    now[0] += timedelta(seconds=2)
+    assert leases.renew(sid, "a", ttl) and not leases.take(sid, 2, "b", ttl)
+    now[0] += timedelta(seconds=3.5)             # a stopped renewing: it died
+    assert leases.take(sid, 2, "b", ttl)
+    assert not leases.renew(sid, "a", ttl) and not leases.take(sid, 2, "a", ttl)
+    leases.drop(sid, "a")                        # a late drop of a lost lease changes nothing
+    assert not leases.take(sid, 2, "c", ttl)
+    leases.drop(sid, "b")
+    assert leases.take(sid, 3, "c", ttl)
+
+
+def test_a_renewed_request_claim_outlives_its_lease(gateway_db, tenant):
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    keys = IdempotencyStore(gateway_db, IdempotencyConfig(lease_seconds=3.0), clock=lambda: now[0])
+    claim = keys.claim(tenant, "req", "Feedback", "0" * 64)
+    for _ in range(3):
+        now[0] += timedelta(seconds=2)
+        keys.renew(claim)
+        with pytest.raises(Aborted, match="still being processed"):
+            keys.claim(tenant, "req", "Feedback", "0" * 64)
+    now[0] += timedelta(seconds=3.5)             # the renewals stopped: its replica died
+    assert keys.claim(tenant, "req", "Feedback", "0" * 64) != claim

@@ -14,6 +14,7 @@ import pytest
 from services.gateway.anonymizer import AnonymizerClient
 from services.gateway.auth import Caller
 from services.gateway.config import GatewayConfig
+from services.gateway.dependencies import CircuitBreaker
 from services.gateway.events import SessionEvents
 from services.gateway.idempotency import ResponseOnce, fingerprint
 from services.gateway.releases import ReleasePublisher
@@ -48,11 +49,11 @@ def run_workflow(state, services_store, anonymizer_service, tokens_file
     def run(steps: Callable[[SessionWorkflow], Awaitable[T]]) -> T:
         async def main() -> T:
             channel = open_channel(anonymizer_service.target, ChannelConfig())
-            anonymizer = AnonymizerClient(channel, timeout_seconds=60)
+            anonymizer = AnonymizerClient(channel, 60, CircuitBreaker("anonymizer", 3, 10.0))
             events = SessionEvents()
             config = GatewayConfig(tenant_tokens_file=str(tokens_file), stream_poll_seconds=0.2)
             workflow = SessionWorkflow(state, store, anonymizer, None,
-                                       RoundGenerator(state, anonymizer, store, events),
+                                       RoundGenerator(state, anonymizer, store, events, 5.0),
                                        ReleasePublisher(state, store), events, config)
             try:
                 return await steps(workflow)

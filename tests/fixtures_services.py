@@ -90,15 +90,20 @@ def services_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def anonymizer_service(tiny_model_dir: Path, services_store: StoreConfig,
                        services_logs: Path, tmp_path_factory) -> Iterator[ServiceProcess]:
-    env = {**store_env(services_store), "VEIL_MODEL_URI": str(tiny_model_dir),
-           "VEIL_MODEL_CACHE_DIR": str(tmp_path_factory.mktemp("model-cache")),
-           "VEIL_SAMPLING_STEPS": "2", "VEIL_BATCH_MAX_SIZE": "16",
-           "VEIL_BATCH_MAX_WAIT_SECONDS": "0.01", "VEIL_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
-           "VEIL_METRICS_PORT": str(free_port()), "VEIL_LOG_LEVEL": "warning"}
-    service = ServiceProcess("anonymizer", "veil.v1.Anonymizer", env,
-                             services_logs / "anonymizer.log").start(timeout=180)
+    service = start_anonymizer(tiny_model_dir, services_store, services_logs / "anonymizer.log",
+                               tmp_path_factory.mktemp("model-cache"), sampling_steps=2)
     yield service
     service.stop()
+
+
+def start_anonymizer(model_dir: Path, store: StoreConfig, log: Path, cache_dir: Path, *,
+                     sampling_steps: int) -> ServiceProcess:
+    """An anonymizer process on the tiny model; more sampling steps make its rounds slower."""
+    env = {**store_env(store), "VEIL_MODEL_URI": str(model_dir), "VEIL_MODEL_CACHE_DIR": str(cache_dir),
+           "VEIL_SAMPLING_STEPS": str(sampling_steps), "VEIL_BATCH_MAX_SIZE": "16",
+           "VEIL_BATCH_MAX_WAIT_SECONDS": "0.01", "VEIL_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
+           "VEIL_METRICS_PORT": str(free_port()), "VEIL_LOG_LEVEL": "warning"}
+    return ServiceProcess("anonymizer", "veil.v1.Anonymizer", env, log).start(timeout=180)
 
 
 @pytest.fixture(scope="session")

@@ -49,7 +49,9 @@ def test_demo_end_to_end(tiny_model_dir: Path, tmp_path: Path, capsys) -> None:
     assert summary["cap"] == 9.0 and summary["sum_epsilon"] == pytest.approx(2 * math.sqrt(2.0))
     # The Gaussian is calibrated at delta 1e-5 and reported at 1e-6: composed exceeds the sum.
     assert summary["sum_epsilon"] < summary["composed_epsilon"] < summary["cap"]
-    assert summary["remaining"] == pytest.approx(summary["cap"] - summary["composed_epsilon"])
+    # What one more attribute release could spend, on the ledger's 1e-3 grid, below cap - composed.
+    unspent = summary["cap"] - summary["composed_epsilon"]
+    assert unspent - 0.002 <= summary["remaining"] <= unspent
     (entry,) = report["ledger"]["entries"]
     assert entry["session_id"] == report["session"]["session_id"]
     assert report["session"]["state"] == "SESSION_STATE_ACCEPTED"

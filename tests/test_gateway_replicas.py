@@ -5,13 +5,16 @@ unreachable unlearner refuses an accept before anything is charged."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 from collections import Counter
 from datetime import timedelta
 
 import grpc
 import pytest
-from fixtures_services import failure, wait_for
+import sqlalchemy as sa
+from fixtures_services import failure, start_anonymizer, wait_for
 from fixtures_store import free_port
 
 from veil.db import Database, DatabaseConfig
@@ -19,6 +22,7 @@ from veil.db.clock import utcnow
 from veil.ledger import AttributeSpend, compose
 from veil.privacy import Mechanism
 from services.gateway.state import ControllerConfig, FeedbackKind, GatewayState, plan_next_round
+from services.gateway.state import tables as t
 from veil.store import open_store
 from veil.v1 import gateway_pb2
 
@@ -162,6 +166,65 @@ def test_a_session_continues_after_its_gateway_is_sigkilled_mid_feedback(
     assert len(stored) == 2
     wait_for(lambda: {k.rpartition("/")[0] for k in tenant_keys(
         services_store, tenant, f"sessions/{sid}/")} == stored, what="no orphaned objects")
+
+
+# Slow enough that a round takes a few seconds on the tiny model, so the kill lands mid-round.
+SLOW_SAMPLING_STEPS = 24
+
+
+@pytest.fixture(scope="module")
+def slow_anonymizer(tiny_model_dir, services_store, services_logs, tmp_path_factory):
+    service = start_anonymizer(tiny_model_dir, services_store, services_logs / "slow-anonymizer.log",
+                               tmp_path_factory.mktemp("slow-cache"), sampling_steps=SLOW_SAMPLING_STEPS)
+    yield service
+    service.stop()
+
+
+def round_lease_of(state: GatewayState, session_id: str):
+    with state.db.read() as conn:
+        return conn.execute(sa.select(t.round_leases).where(
+            t.round_leases.c.session_id == session_id)).first()
+
+
+def test_a_round_of_a_sigkilled_gateway_is_taken_over_within_seconds(
+        start_gateway, slow_anonymizer, new_tenant, face_png, gateway_state, services_store):
+    """Default leases: the dead replica's request id and round are free again within seconds,
+    the retry and a new request succeed on the other replica, and the round exists once."""
+    doomed, survivor = (start_gateway(VEIL_ANONYMIZER_TARGET=slow_anonymizer.target)
+                        for _ in range(2))
+    tenant = new_tenant()
+    create = dict(protect=["Male"], level=5, candidates=4, request_id="create-before-kill")
+    with survivor.client(tenant) as client:
+        image = client.upload_image(face_png[6], subject_id="yan")
+
+    def doomed_create() -> None:
+        with doomed.client(tenant) as client, contextlib.suppress(grpc.RpcError):
+            client.create_session("yan", image, **create)
+
+    threading.Thread(target=doomed_create, daemon=True).start()
+    session = wait_for(lambda: gateway_state.sessions.session_for_request(tenant, create["request_id"]),
+                       timeout=60, what="the session to be created")
+    sid = session.session_id
+    wait_for(lambda: round_lease_of(gateway_state, sid), timeout=60, what="round 1 in flight")
+    doomed.kill()
+    died = time.monotonic()
+    assert gateway_state.sessions.rounds(tenant, sid) == []  # killed mid-round
+
+    with survivor.client(tenant) as client:
+        retried = wait_for(lambda: _retry_aborted(lambda: client.create_session("yan", image, **create)),
+                           timeout=10, what="the retried CreateSession")
+        recovered = time.monotonic() - died
+        assert retried.session_id == sid and retried.round_count == 1
+        asked = time.monotonic() - died
+        more = client.feedback(sid, "more", request_id="after-kill")
+    assert recovered < 10 and asked < 10, (recovered, asked)
+    assert more.round.number == 2
+    assert [r.number for r in gateway_state.sessions.rounds(tenant, sid)] == [1, 2]
+    assert round_lease_of(gateway_state, sid) is None  # dropped once stored
+    first = {c.image.key.rpartition("/")[0] for c in gateway_state.sessions.rounds(tenant, sid, 1)[0].candidates}
+    wait_for(lambda: {k.rpartition("/")[0] for k in tenant_keys(
+        services_store, tenant, f"sessions/{sid}/rounds/1-")} == first,
+        what="one generation of round 1 left")
 
 
 def _retry_aborted(call):

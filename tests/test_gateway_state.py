@@ -8,11 +8,12 @@ import pytest
 import sqlalchemy as sa
 from fixtures_db import candidates_for, open_session, settings_for, sha256_of, stored
 
-from veil.db import Database, DatabaseConfig
+from veil.db import Database, DatabaseConfig, migrate
 from veil.errors import Aborted, ConfigError, FailedPrecondition, InvalidArgument, NotFound
 from veil.ledger import AttributeSpend, LedgerConfig, ReleaseSpend, compose
 from veil.privacy import PrivacySettings
 from services.gateway.state import (
+    SERVICE,
     AuditRecord,
     FeedbackKind,
     GatewayState,
@@ -70,7 +71,8 @@ def test_session_loop_accept_publish_and_unlearning(state, tenant):
     assert result.charge.entry.epsilon == pytest.approx(1.5)
     expected = compose(chosen.spend.events(), 1e-6)
     assert result.charge.summary.composed_epsilon == pytest.approx(expected.composed_epsilon)
-    assert result.charge.summary.remaining == pytest.approx(10.0 - expected.composed_epsilon)
+    unspent = 10.0 - expected.composed_epsilon
+    assert unspent - 0.002 <= result.charge.summary.remaining <= unspent
     assert len(result.unlearning_request_ids) == 2
     assert state.ledger.summary(tenant, "alice") == result.charge.summary
     assert [r.feedback for r in state.sessions.rounds(tenant, session.session_id)] == [
@@ -225,6 +227,22 @@ def test_cap_refuses_before_anything_is_charged_or_published(gateway_db, tenant)
     assert state.sessions.latest_round(tenant, second.session_id).feedback is None
     refused = [r for r in state.audit.records(tenant) if r.outcome == "refused"]
     assert len(refused) == 1 and refused[0].target == second.session_id
+
+
+@pytest.mark.parametrize("mechanism", ["randomized_response", "laplace"])
+def test_a_release_of_exactly_remaining_is_admitted(gateway_db, tenant, mechanism):
+    """cap 1 after a Laplace eps 0.5: cap minus the composed eps is 0.500002, and randomized
+    response at that eps composes past the cap; `remaining` is a value that is admitted."""
+    ledger = GatewayState(gateway_db, ledger=LedgerConfig(cap=1.0, delta=1e-6)).ledger
+    first = ledger.charge(tenant, "hana", ReleaseSpend("r1", (AttributeSpend("Male", "laplace", 0.5),)))
+    remaining = first.summary.remaining
+    assert 0.497 <= remaining <= 1.0 - first.summary.composed_epsilon
+    assert remaining == round(remaining, 3)  # on the ledger's grid
+    second = ledger.charge(tenant, "hana", ReleaseSpend(
+        "r2", (AttributeSpend("Male", mechanism, remaining),)))
+    assert second.summary.composed_epsilon <= 1.0
+    assert second.summary.remaining < 0.01
+    assert ledger.summary(tenant, "hana") == second.summary
 
 
 def test_tenant_isolation(state, tenant):
@@ -384,3 +402,78 @@ def test_gateway_state_from_env_migrates_the_embedded_database(tmp_path):
         GatewayState.from_env({**environ, "VEIL_LEDGER_CAP": "0"})
     with pytest.raises(ConfigError, match="VEIL_RETENTION_POLICY"):
         GatewayState.from_env({**environ, "VEIL_RETENTION_POLICY": "sometimes"})
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def url_at_0002(request, tmp_path) -> str:
+    if request.param == "postgresql":
+        url = request.getfixturevalue("make_pg_database")()
+    else:
+        url = f"sqlite:///{tmp_path}/old.db"
+    engine = sa.create_engine(url)
+    migrate(SERVICE, engine, "0002")
+    engine.dispose()
+    return url
+
+
+def test_migration_merges_the_spellings_of_a_subject(url_at_0002, tenant):
+    """Data written before subject ids were canonical: two spellings of one subject become one
+    ledger (its budget counts both), images are bound to their first session's subject, and an
+    id with no canonical form is left as it was."""
+    db = Database.from_config(DatabaseConfig(url=url_at_0002))
+    old = GatewayState(db, ledger=LedgerConfig(cap=10.0, delta=1e-6))
+    spends = {"CAP-x": 1.0, "cap-x ": 2.0, "alice smith": 0.5}
+    sessions = {}
+    for subject, eps in spends.items():
+        sessions[subject], _ = open_session(old, tenant, subject, eps=eps)
+        old.releases.accept(tenant, sessions[subject].session_id, 0, request_id=subject,
+                            release_key="k", dependent_models=[], actor="owner")
+    migrate(SERVICE, db.engine)
+    state = GatewayState(db, ledger=LedgerConfig(cap=10.0, delta=1e-6))
+    merged = state.ledger.summary(tenant, "cap-x")
+    assert merged.entry_count == 2 and merged.sum_epsilon == pytest.approx(3.0)
+    both = [e for entry in state.ledger.entries(tenant, "cap-x") for e in entry.events]
+    assert merged.composed_epsilon == pytest.approx(compose(both, 1e-6).composed_epsilon)
+    for spelling in ("CAP-x", "cap-x "):
+        with pytest.raises(NotFound):
+            state.ledger.summary(tenant, spelling)
+        assert state.sessions.get_session(tenant, sessions[spelling].session_id).subject_id == "cap-x"
+        assert state.releases.get_release(tenant, sessions[spelling].session_id).subject_id == "cap-x"
+    assert state.ledger.summary(tenant, "alice smith").entry_count == 1
+    with pytest.raises(FailedPrecondition, match="belongs to subject 'cap-x'"):
+        state.upload_subjects.bind(tenant, sessions["CAP-x"].original.sha256, "cap-x-2")
+    state.upload_subjects.bind(tenant, sessions["cap-x "].original.sha256, "cap-x")
+    with pytest.raises(sa.exc.DatabaseError, match="append-only"), db.write() as conn:
+        conn.execute(sa.update(t.ledger_entries).values(subject_id="x"))
+    db.dispose()
+
+
+def test_a_round_lease_has_one_holder_until_it_expires(gateway_db, tenant):
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    state = GatewayState(gateway_db, clock=lambda: now[0])
+    session, _ = open_session(state, tenant, "ivan")
+    leases, sid, ttl = state.round_leases, session.session_id, timedelta(seconds=3)
+    assert leases.take(sid, 2, "a", ttl)
+    assert not leases.take(sid, 2, "b", ttl)
+    now[0] += timedelta(seconds=2)
+    assert leases.renew(sid, "a", ttl) and not leases.take(sid, 2, "b", ttl)
+    now[0] += timedelta(seconds=3.5)             # a stopped renewing: it died
+    assert leases.take(sid, 2, "b", ttl)
+    assert not leases.renew(sid, "a", ttl) and not leases.take(sid, 2, "a", ttl)
+    leases.drop(sid, "a")                        # a late drop of a lost lease changes nothing
+    assert not leases.take(sid, 2, "c", ttl)
+    leases.drop(sid, "b")
+    assert leases.take(sid, 3, "c", ttl)
+
+
+def test_a_renewed_request_claim_outlives_its_lease(gateway_db, tenant):
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    keys = IdempotencyStore(gateway_db, IdempotencyConfig(lease_seconds=3.0), clock=lambda: now[0])
+    claim = keys.claim(tenant, "req", "Feedback", "0" * 64)
+    for _ in range(3):
+        now[0] += timedelta(seconds=2)
+        keys.renew(claim)
+        with pytest.raises(Aborted, match="still being processed"):
+            keys.claim(tenant, "req", "Feedback", "0" * 64)
+    now[0] += timedelta(seconds=3.5)             # the renewals stopped: its replica died
+    assert keys.claim(tenant, "req", "Feedback", "0" * 64) != claim

@@ -54,7 +54,7 @@ def run_workflow(state, services_store, anonymizer_service, tokens_file
             events = SessionEvents()
             config = GatewayConfig(tenant_tokens_file=str(tokens_file), stream_poll_seconds=0.2)
             workflow = SessionWorkflow(state, store, anonymizer, None,
-                                       RoundGenerator(state, anonymizer, store, events),
+                                       RoundGenerator(state, anonymizer, store, events, 5.0),
                                        ReleasePublisher(state, store), events, config)
             try:
                 return await steps(workflow)

@@ -14,6 +14,7 @@ from veil.errors import InvalidArgument
 from veil.ledger import AttributeSpend, compose
 from veil.privacy import DEFAULT_LEVEL, MECHANISMS, Mechanism, PrivacySettings
 from veil.privacy.convert import settings_from_proto, settings_to_proto
+from veil.privacy.subjects import canonical_subject_id
 from veil.v1 import common_pb2
 
 NAMES = ["Male", "Smiling", "Young"]
@@ -106,3 +107,14 @@ def test_the_vocabulary_imports_without_torch() -> None:
             "print('torch' in sys.modules, 'veil.diffusion' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False False"
+
+
+@pytest.mark.parametrize("spelling", ["cap-x", "CAP-x", " cap-x ", "Cap-X\t", "\uff23\uff21\uff30-x"])
+def test_subject_ids_have_one_canonical_form(spelling):
+    assert canonical_subject_id(spelling) == "cap-x"
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "cap x", "cap/x", "caf\u00e9", "x" * 129, "a\x00b"])
+def test_subject_ids_outside_the_form_are_refused(bad):
+    with pytest.raises(InvalidArgument, match="not a subject id"):
+        canonical_subject_id(bad)

@@ -84,15 +84,14 @@ async def main() -> None:
         unlearner = UnlearnerClient(unlearner_channel, config.unlearner_timeout_seconds,
                                     config.unlearning_method)
     events = SessionEvents()
-    rounds = RoundGenerator(state, anonymizer, store, events)
+    rounds = RoundGenerator(state, anonymizer, store, events, config.round_lease_seconds)
     publisher = ReleasePublisher(state, store)
     workflow = SessionWorkflow(state, store, anonymizer, unlearner, rounds, publisher, events, config)
     servicer = GatewayServicer(workflow, ResponseOnce(state.idempotency), config.max_upload_bytes)
     server = VeilServer(server_config, [(gateway_pb2_grpc.add_GatewayServicer_to_server, servicer)],
                         interceptors=[AuthInterceptor(tokens)])
     await server.start()
-    recovery = Recovery(state, publisher, rounds,
-                        anonymizer_timeout=config.anonymizer_timeout_seconds)
+    recovery = Recovery(state, publisher, rounds, round_lease=config.round_lease_seconds)
     dispatcher = UnlearningDispatcher(state, unlearner, store,
                                       batch_size=config.unlearning_batch_size,
                                       max_attempts=config.unlearning_max_attempts)

@@ -54,9 +54,13 @@ class GatewayConfig(EnvLoadable):
         "VEIL_PRESIGNED_URL_SECONDS", 3600, min=1, max=7 * 86400,
         doc="lifetime of the presigned candidate and release URLs (S3 backend)")
     recovery_interval_seconds: float = env_field(
-        "VEIL_RECOVERY_INTERVAL_SECONDS", 30.0, min=0.1, max=3600.0,
+        "VEIL_RECOVERY_INTERVAL_SECONDS", 5.0, min=0.1, max=3600.0,
         doc="period of the loop that publishes charged releases and regenerates rounds a dead "
             "replica left unfinished")
+    round_lease_seconds: float = env_field(
+        "VEIL_ROUND_LEASE_SECONDS", 3.0, min=0.5, max=600.0,
+        doc="a replica generating a round renews its lease every third of this; a round whose "
+            "lease lapsed (its replica died) is taken over by another replica")
     stream_poll_seconds: float = env_field(
         "VEIL_STREAM_POLL_SECONDS", 1.0, min=0.05, max=60.0,
         doc="StreamRounds checks the database this often for rounds other replicas generate")

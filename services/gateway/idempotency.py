@@ -1,7 +1,9 @@
 """Request ids of the gateway's RPCs (UploadHeader.request_id, CreateSessionRequest.request_id,
 FeedbackRequest.request_id): a repeated id returns the first response, byte for byte, across
 replicas (it is kept in SQL: services.gateway.state.idempotency); the same id for a different request is
-INVALID_ARGUMENT; while the first call still runs, ABORTED (retry later). Without a request id a
+INVALID_ARGUMENT; while the first call still runs, ABORTED (retry later). The running call
+renews its claim; a claim its replica stopped renewing (it died) is taken over once
+VEIL_IDEMPOTENCY_LEASE_SECONDS pass, so a retry proceeds within seconds. Without a request id a
 call is not deduplicated."""
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import TypeVar
 
 from google.protobuf.message import Message
 
+from services.gateway.heartbeat import heartbeat
 from services.gateway.state import IdempotencyStore, Replay
 
 M = TypeVar("M", bound=Message)
@@ -41,7 +44,9 @@ class ResponseOnce:
         if isinstance(claim, Replay):
             return response_type.FromString(claim.response)
         try:
-            response = await work()
+            async with heartbeat(lambda: self._keys.renew(claim),
+                                 self._keys.config.lease_seconds / 3, f"request {request_id}"):
+                response = await work()
         except BaseException:
             await asyncio.shield(asyncio.to_thread(self._keys.abandon, claim))
             raise

@@ -4,8 +4,9 @@
   published; at start-up all of them, later those older than one interval (younger ones are
   probably being published by a live replica; publishing twice would be harmless anyway);
 - sessions waiting for a round that nobody is generating (no round yet, or the latest round
-  answered without a successor) get it, once they have been untouched for longer than an
-  anonymizer call may take: a live replica's generation has finished or failed by then.
+  answered without a successor, and no unexpired round lease: the replica generating it died)
+  get it, once untouched for one lease period (the replica that recorded the wait takes the
+  lease within moments of it).
 
 A retried request reaches the same work earlier through its request id (see workflow).
 """
@@ -26,17 +27,15 @@ from services.gateway.state import GatewayState, SessionRecord
 log = logging.getLogger(__name__)
 
 ACTOR = "gateway-recovery"
-# Beyond the anonymizer deadline: storing a round after the call takes a moment too.
-ROUND_MARGIN = timedelta(seconds=30)
 
 
 class Recovery:
     def __init__(self, state: GatewayState, publisher: ReleasePublisher, rounds: RoundGenerator,
-                 *, anonymizer_timeout: float) -> None:
+                 *, round_lease: float) -> None:
         self._state = state
         self._publisher = publisher
         self._rounds = rounds
-        self._round_age = timedelta(seconds=anonymizer_timeout) + ROUND_MARGIN
+        self._round_age = timedelta(seconds=round_lease)
 
     async def run_forever(self, interval: float) -> None:
         release_age = timedelta(0)

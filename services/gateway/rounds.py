@@ -8,6 +8,13 @@ it is a loser, so the objects left under its number by a replica killed after th
 them (nothing of that replica runs to delete them) are deleted then. A generation runs as its own
 task: a caller that gives up (a cancelled RPC) does not stop it, and a second caller for the same
 round on this replica awaits the same task.
+
+Across replicas a round is generated once: a generation first takes the session's round lease
+(services.gateway.state.round_leases) and renews it while it runs. A replica that finds the
+lease held waits for the round (or for the lease to expire: its holder died) and then takes it
+over; whoever holds the lease looks for the stored round first, so a round stored by a replica
+that died just after storing it is returned, not generated again. Should a holder stall past its
+lease, the store's refusal of a second round with one number still keeps one round.
 """
 
 from __future__ import annotations
@@ -17,9 +24,11 @@ import hashlib
 import logging
 import time
 import uuid
+from datetime import timedelta
 
 from services.gateway.anonymizer import AnonymizerClient, RoundRequest
 from services.gateway.events import CHANGED, SessionEvents
+from services.gateway.heartbeat import heartbeat
 from services.gateway.metrics import ROUND_SECONDS
 from veil.errors import FailedPrecondition
 from veil.privacy import PrivacySettings
@@ -43,12 +52,16 @@ def round_prefix(session_id: str, number: int) -> str:
 
 class RoundGenerator:
     def __init__(self, state: GatewayState, anonymizer: AnonymizerClient, store: ObjectStore,
-                 events: SessionEvents) -> None:
+                 events: SessionEvents, lease_seconds: float) -> None:
         self._state = state
         self._anonymizer = anonymizer
         self._store = store
         self._events = events
         self._in_flight: dict[tuple[str, int], asyncio.Task[RoundRecord]] = {}
+        # This process's name on round leases: a restarted replica is another owner.
+        self._owner = f"gateway-{uuid.uuid4().hex}"
+        self._lease = timedelta(seconds=lease_seconds)
+        self._lease_poll = min(1.0, lease_seconds / 10)
 
     def busy(self, session_id: str) -> bool:
         return any(key[0] == session_id for key in self._in_flight)
@@ -77,6 +90,32 @@ class RoundGenerator:
 
     async def _generate(self, session: SessionRecord, number: int, settings: PrivacySettings,
                         actor: str) -> RoundRecord:
+        session_id = session.session_id
+        leases = self._state.round_leases
+        while True:
+            if await asyncio.to_thread(leases.take, session_id, number, self._owner, self._lease):
+                break
+            stored = await self._stored(session, number)
+            if stored is not None:
+                return stored  # the lease's holder stored it
+            await asyncio.sleep(self._lease_poll)
+        try:
+            stored = await self._stored(session, number)
+            if stored is not None:
+                return stored  # stored by a replica that died before dropping its lease
+            async with heartbeat(lambda: leases.renew(session_id, self._owner, self._lease),
+                                 self._lease.total_seconds() / 3, f"round lease of {session_id}"):
+                return await self._generate_leased(session, number, settings, actor)
+        finally:
+            await asyncio.shield(asyncio.to_thread(leases.drop, session_id, self._owner))
+
+    async def _stored(self, session: SessionRecord, number: int) -> RoundRecord | None:
+        stored = await asyncio.to_thread(self._state.sessions.rounds, session.tenant,
+                                         session.session_id, number)
+        return stored[0] if stored and stored[0].number == number else None
+
+    async def _generate_leased(self, session: SessionRecord, number: int,
+                               settings: PrivacySettings, actor: str) -> RoundRecord:
         started = time.perf_counter()
         tenant, session_id = session.tenant, session.session_id
         prefix = round_prefix(session_id, number)
@@ -91,9 +130,9 @@ class RoundGenerator:
                                              settings=settings, candidates=candidates, actor=actor)
         except FailedPrecondition:
             await asyncio.shield(asyncio.to_thread(self._discard, tenant, prefix))
-            stored = await asyncio.to_thread(self._state.sessions.rounds, tenant, session_id, number)
-            if stored and stored[0].number == number:
-                return stored[0]  # another replica stored this round first
+            stored = await self._stored(session, number)
+            if stored is not None:
+                return stored  # another replica stored this round first
             raise
         except BaseException:
             await asyncio.shield(asyncio.to_thread(self._discard, tenant, prefix))

@@ -73,7 +73,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
     async def GetLedger(self, request: gateway_pb2.GetLedgerRequest,
                         context: grpc.aio.ServicerContext) -> gateway_pb2.Ledger:
         summary, entries = await self._workflow.ledger(current_caller().tenant, request.subject_id)
-        return convert.ledger_message(request.subject_id, summary, entries)
+        return convert.ledger_message(summary.subject_id, summary, entries)
 
     async def StreamRounds(self, request: gateway_pb2.StreamRoundsRequest,
                            context: grpc.aio.ServicerContext) -> AsyncIterator[gateway_pb2.RoundEvent]:

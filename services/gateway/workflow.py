@@ -38,6 +38,7 @@ from veil.errors import DataLoss, FailedPrecondition, InvalidArgument, VeilError
 from veil.faces.photo import decode_photo
 from veil.ledger import BudgetExceeded
 from veil.privacy import PrivacySettings
+from veil.privacy.subjects import canonical_subject_id
 from services.gateway.state import (
     AcceptResult,
     AuditRecord,
@@ -69,7 +70,7 @@ class Upload:
 
     data: bytes
     content_type: str
-    subject_id: str
+    subject_id: str      # canonical, or "" (the image is bound to a subject by its first session)
     sha256: str
 
     @classmethod
@@ -78,7 +79,8 @@ class Upload:
         sha256 = hashlib.sha256(data).hexdigest()
         if declared_sha256 and declared_sha256 != sha256:
             raise DataLoss(f"upload: received content has sha256 {sha256}, declared {declared_sha256}")
-        return cls(data, content_type, subject_id, sha256)
+        subject = canonical_subject_id(subject_id, "upload: subject_id") if subject_id else ""
+        return cls(data, content_type, subject, sha256)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,13 +168,16 @@ class SessionWorkflow:
 
     def _store_upload(self, caller: Caller, upload: Upload) -> StoredObject:
         pixels = decode_photo(upload.data, self._config.max_photo_side, upload.content_type, "upload").pixels
+        # Without a subject the image is bound by its first session instead.
+        if upload.subject_id:
+            self._state.upload_subjects.bind(caller.tenant, upload.sha256, upload.subject_id)
         image = stored_image(self._store.for_tenant(caller.tenant), upload.data,
                              upload.content_type, upload.sha256, pixels.shape)
         self._state.audit.append(AuditRecord(
             tenant=caller.tenant, actor=caller.actor, action=IMAGE_UPLOAD, target=image.key,
             outcome="ok", input_sha256=upload.sha256,
             detail={"size": image.size, "width": image.width, "height": image.height,
-                    "subject_id": upload.subject_id[:256]}))
+                    "subject_id": upload.subject_id}))
         return image
 
     async def download(self, caller: Caller, ref: ObjectInfo) -> AsyncIterator[bytes]:
@@ -202,7 +207,7 @@ class SessionWorkflow:
                                               new.request_id)
             if earlier is not None:  # a retry whose first attempt died after creating it
                 return await self._with_first_round(caller, earlier)
-        subject_id = require_id(new.subject_id, "subject_id", 256)
+        subject_id = canonical_subject_id(new.subject_id)
         info = await self._anonymizer.model_info()
         protect = protected_attributes(list(new.protect), info)
         settings = initial_settings(new.privacy, protect, info, self._state.controller)
@@ -212,8 +217,10 @@ class SessionWorkflow:
         image = new.image
 
         def store_session() -> SessionRecord:
+            original = self._original(tenant, image)
+            self._state.upload_subjects.bind(tenant, original.sha256, subject_id)
             return self._state.sessions.create_session(
-                tenant, subject_id, original=self._original(tenant, image), protect=protect,
+                tenant, subject_id, original=original, protect=protect,
                 settings=settings, candidates_per_round=candidates,
                 seed=new.seed or secrets.randbits(64) or 1, actor=caller.actor,
                 request_id=new.request_id or None)
@@ -276,13 +283,14 @@ class SessionWorkflow:
                        page_token: str) -> tuple[list[SessionRecord], str]:
         """A page of the tenant's sessions, newest first, and the next page's token."""
         return await asyncio.to_thread(
-            self._state.sessions.list_sessions, tenant, subject_id=subject_id or None,
+            self._state.sessions.list_sessions, tenant,
+            subject_id=canonical_subject_id(subject_id) if subject_id else None,
             page_size=page_size or DEFAULT_PAGE_SIZE, page_token=page_token)
 
     async def ledger(self, tenant: str,
                      subject_id: str) -> tuple[LedgerSummary, list[LedgerEntryRecord]]:
         """A subject's ledger: its summary and entries."""
-        require_id(subject_id, "subject_id", 256)
+        subject_id = canonical_subject_id(subject_id)
         ledger = self._state.ledger
         return await asyncio.to_thread(
             lambda: (ledger.summary(tenant, subject_id), ledger.entries(tenant, subject_id)))

@@ -4,7 +4,8 @@ Plain Python on dp-accounting; the SQL ledger that charges subjects is services.
 The mechanisms, eps checks and the "identity" budget key are veil.privacy's.
 """
 
-from veil.ledger.accountant import BudgetExceeded, Composition, LedgerConfig, ReplaceOneAccountant, compose
+from veil.ledger.accountant import (BudgetExceeded, Composition, LedgerConfig, ReplaceOneAccountant, admissible_epsilon,
+                                   compose)
 from veil.ledger.events import (
     AttributeSpend,
     IdentitySpend,
@@ -17,6 +18,6 @@ from veil.ledger.events import (
 
 __all__ = [
     "AttributeSpend", "BudgetExceeded", "Composition", "IdentitySpend", "LedgerConfig", "LedgerEvent",
-    "ReleaseSpend", "ReplaceOneAccountant", "calibrate_gaussian_noise_multiplier", "compose",
+    "ReleaseSpend", "ReplaceOneAccountant", "admissible_epsilon", "calibrate_gaussian_noise_multiplier", "compose",
     "events_from_json", "events_to_json",
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from dp_accounting import dp_event
 from dp_accounting.pld import privacy_loss_distribution
@@ -22,6 +22,11 @@ from dp_accounting.privacy_accountant import NeighboringRelation
 from veil.config import env_field
 from veil.errors import ConfigError, FailedPrecondition
 from veil.ledger.events import LedgerEvent
+from veil.privacy import ATTRIBUTE_MECHANISMS, MECHANISMS
+
+# What a charge at exactly the cap may compose to above it from the order of the convolutions: a
+# remaining budget is only reported where it is admitted with this much to spare.
+ADMISSION_SLACK = 1e-9
 
 # In units of the clipping norm C (the noise multiplier's unit): replacing a value clipped to
 # norm or half-width C moves it by up to 2C.
@@ -92,3 +97,40 @@ def compose(events: Iterable[LedgerEvent], delta: float, discretization: float =
     if not math.isfinite(composed):
         raise ArithmeticError(f"composition of {count} events is not finite: {composed}")
     return Composition(composed, total, delta, count)
+
+
+def admissible_epsilon(events: Sequence[LedgerEvent], config: LedgerConfig) -> float:
+    """A subject's `remaining` budget after `events`: the largest epsilon on the ledger's grid
+    (multiples of `config.discretization`) at which a release of one more attribute, by any
+    attribute mechanism, passes the cap check. Composition is not additive, so cap minus the
+    composed eps can be a hair above what is admitted (0.500007 reported, 0.5 refused); this
+    value is admitted by construction."""
+    grid = config.discretization
+    spent = ReplaceOneAccountant(value_discretization_interval=grid)
+    for event in events:
+        spent.compose(event.to_dp_event())
+    composed = max(0.0, float(spent.get_epsilon(config.delta))) if events else 0.0
+
+    def admitted(steps: int) -> bool:
+        epsilon = round(steps * grid, 9)
+        for mechanism in ATTRIBUTE_MECHANISMS:
+            spec = MECHANISMS[mechanism]
+            release = ReplaceOneAccountant(value_discretization_interval=grid)
+            release.compose(spec.dp_event(spec.parameter(epsilon)))
+            after = spent._pld.compose(release._pld).get_epsilon_for_delta(config.delta)
+            if after > config.cap - ADMISSION_SLACK:
+                return False
+        return True
+
+    # Start at cap minus the composed eps (admitted unless composition is super-additive here)
+    # and bisect below it otherwise: admission is monotone in the epsilon.
+    low, high = 0, math.floor((config.cap - composed) / grid)
+    if high <= 0 or admitted(high):
+        return round(max(high, 0) * grid, 9)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if admitted(middle):
+            low = middle
+        else:
+            high = middle
+    return round(low * grid, 9)

@@ -79,7 +79,7 @@ def render(data: dict, figures: Path) -> str:
         "",
         "Rounds and eps are over the accepted probes; a probe not accepted within the limit counts "
         "only in the accepted column. The eps charged is the ledger's charge for the release (the "
-        f"protected attribute and identity together); all settings see the same probes and seeds.",
+        "protected attribute and identity together); all settings see the same probes and seeds.",
         "",
         f"![rounds to acceptance and eps charged per controller setting](figures/{FIGURE})",
         "",

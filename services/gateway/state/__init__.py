@@ -19,13 +19,17 @@ caller's token maps to, and raises veil.errors types that map to gRPC codes):
 - Request ids: `state.idempotency.claim / complete / abandon` (see services.gateway.state.idempotency).
   The work is idempotent by request id too: `create_session(request_id=...)` and
   `session_for_request`, `record_feedback(request_id=...)` and `feedback_round`, and `accept`.
-- Rounds nobody generated (a replica died): `state.sessions.sessions_awaiting_round(...)`.
+- Rounds in flight: `state.round_leases.take / renew / drop` (one replica generates a round;
+  a dead one's lease expires). Rounds nobody generates (a replica died):
+  `state.sessions.sessions_awaiting_round(...)`.
 - GetSession of an accepted session: `state.releases.accepted(...)`.
 - Unlearning dispatcher: `state.unlearning.models_waiting` ((tenant, model) pairs) /
   `claim_batch / mark_submitted / mark_done / mark_failed`, resuming `batches(BATCHED |
   SUBMITTED)` after a restart.
 - Retention: `state.retention.originals_due()`, delete each object, `mark_original_deleted`.
 - GetLedger: `state.ledger.summary(...)` and `state.ledger.entries(...)`.
+- UploadImage and CreateSession: `state.upload_subjects.bind(...)` ties the image's bytes to one
+  subject (FailedPrecondition for another).
 """
 
 from services.gateway.state.audit import AuditLog, AuditRecord

@@ -15,8 +15,9 @@ Protocol for a servicer method that takes a request id:
 `request_sha256` fingerprints the request without its request id (e.g. sha256 of
 `SerializeToString(deterministic=True)` with request_id cleared). The same id with a different
 fingerprint or method is InvalidArgument. The key row is the cross-replica lock: while one
-replica holds an unexpired claim, another gets Aborted (retry later); a claim older than the
-lease (its replica died) is taken over. Work that commits state should itself be idempotent per
+replica holds an unexpired claim, another gets Aborted (retry later). The holder `renew`s the
+claim while its work runs, so a claim not renewed for the lease (its replica died) is taken
+over within seconds. Work that commits state should itself be idempotent per
 request id (e.g. `ReleaseStore.accept` stores the request id with the release), so a replica that
 dies between committing the work and `complete` leaves nothing for the take-over to redo.
 """
@@ -42,8 +43,9 @@ PENDING, DONE = "pending", "done"
 @dataclasses.dataclass(frozen=True)
 class IdempotencyConfig:
     lease_seconds: float = env_field(
-        "VEIL_IDEMPOTENCY_LEASE_SECONDS", 600.0, min=1.0,
-        doc="a claimed request id whose replica shows no result within this is taken over")
+        "VEIL_IDEMPOTENCY_LEASE_SECONDS", 3.0, min=1.0, max=3600.0,
+        doc="a claimed request id whose replica stopped renewing it (it renews every third of "
+            "this while the work runs) for this long is taken over")
     ttl_seconds: float = env_field("VEIL_IDEMPOTENCY_TTL_SECONDS", 7 * 86400.0, min=60.0,
                                    doc="completed request ids older than this may be purged")
 
@@ -111,6 +113,15 @@ class IdempotencyStore:
             ).values(state=DONE, response=bytes(response), completed_at=self._clock()))
             if done.rowcount != 1:
                 raise Aborted(f"request {quoted(claim.request_id)}: claim lost to another replica")
+
+    def renew(self, claim: Claim) -> None:
+        """Restart the lease of a claim whose work still runs (the heartbeat of its replica)."""
+        keys = t.idempotency_keys
+        with self._db.write() as conn:
+            conn.execute(sa.update(keys).where(
+                keys.c.tenant == claim.tenant, keys.c.request_id == claim.request_id,
+                keys.c.claim_token == claim.token, keys.c.state == PENDING,
+            ).values(claimed_at=self._clock()))
 
     def abandon(self, claim: Claim) -> None:
         """Forget an unfinished claim so a retry with the same id runs the work again."""

@@ -18,7 +18,8 @@ from sqlalchemy.engine import Connection
 from veil.db import Database, insert_ignore
 from veil.db.clock import Clock, utcnow
 from veil.errors import FailedPrecondition, NotFound, quoted
-from veil.ledger import BudgetExceeded, LedgerConfig, ReleaseSpend, compose, events_from_json, events_to_json
+from veil.ledger import (BudgetExceeded, LedgerConfig, LedgerEvent, ReleaseSpend, admissible_epsilon, compose,
+                         events_from_json, events_to_json)
 from services.gateway.state import tables as t
 from services.gateway.state.models import Charge, LedgerEntryRecord, LedgerSummary, require_id
 from services.gateway.state.rows import ledger_entry_record
@@ -39,13 +40,15 @@ class LedgerStore:
         row = self._subject_row(conn, tenant, subject_id)
         if row is None:
             raise NotFound(f"no ledger for subject {quoted(subject_id)}")
+        events = self._events(conn, tenant, subject_id)
         if row.delta == self.config.delta:
-            return self._summary(subject_id, row.composed_epsilon, row.sum_epsilon, row.entry_count)
-        # The configured delta changed since the last charge: report at the new one.
-        composition = compose(self._events(conn, tenant, subject_id), self.config.delta,
-                              self.config.discretization)
+            return self._summary(subject_id, row.composed_epsilon, row.sum_epsilon,
+                                 row.entry_count, events)
+        # The configured delta changed since the last charge (or a migration merged the row):
+        # report at the configured one.
+        composition = compose(events, self.config.delta, self.config.discretization)
         return self._summary(subject_id, composition.composed_epsilon, composition.sum_epsilon,
-                             row.entry_count)
+                             row.entry_count, events)
 
     def entries(self, tenant: str, subject_id: str) -> Sequence[LedgerEntryRecord]:
         entries = t.ledger_entries
@@ -113,11 +116,13 @@ class LedgerStore:
         ).values(composed_epsilon=after.composed_epsilon, sum_epsilon=after.sum_epsilon,
                  delta=self.config.delta, entry_count=count, updated_at=now))
         return Charge(entry, self._summary(subject_id, after.composed_epsilon, after.sum_epsilon,
-                                           count))
+                                           count, [*charged, *new_events]))
 
-    def _summary(self, subject_id: str, composed: float, total: float, count: int) -> LedgerSummary:
+    def _summary(self, subject_id: str, composed: float, total: float, count: int,
+                 events: Sequence[LedgerEvent]) -> LedgerSummary:
         return LedgerSummary(subject_id=subject_id, composed_epsilon=composed, sum_epsilon=total,
-                             delta=self.config.delta, cap=self.config.cap, entry_count=count)
+                             delta=self.config.delta, cap=self.config.cap, entry_count=count,
+                             remaining=admissible_epsilon(events, self.config))
 
     @staticmethod
     def _subject_row(conn: Connection, tenant: str, subject_id: str, lock: bool = False):

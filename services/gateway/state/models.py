@@ -160,10 +160,8 @@ class LedgerSummary:
     delta: float
     cap: float
     entry_count: int
-
-    @property
-    def remaining(self) -> float:
-        return max(0.0, self.cap - self.composed_epsilon)
+    # What one more attribute release may spend and be admitted (veil.ledger.admissible_epsilon).
+    remaining: float
 
 
 @dataclasses.dataclass(frozen=True)

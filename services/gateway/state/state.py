@@ -13,8 +13,10 @@ from services.gateway.state.controller import ControllerConfig
 from services.gateway.state.idempotency import IdempotencyConfig, IdempotencyStore
 from services.gateway.state.ledger_store import LedgerStore
 from services.gateway.state.releases import ReleaseStore
+from services.gateway.state.round_leases import RoundLeases
 from services.gateway.state.store import SessionStore
 from services.gateway.state.unlearning import Retention, RetentionConfig, UnlearningQueue
+from services.gateway.state.uploads import UploadSubjects
 
 SERVICE = "gateway"
 
@@ -29,6 +31,8 @@ class GatewayState:
         self.audit = AuditLog(db, clock)
         self.ledger = LedgerStore(db, ledger, clock)
         self.sessions = SessionStore(db, self.audit, clock)
+        self.upload_subjects = UploadSubjects(db, clock)
+        self.round_leases = RoundLeases(db, clock)
         self.releases = ReleaseStore(db, self.sessions, self.ledger, self.audit, clock)
         self.idempotency = IdempotencyStore(db, idempotency, clock)
         self.unlearning = UnlearningQueue(db, clock)

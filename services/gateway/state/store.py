@@ -97,14 +97,17 @@ class SessionStore:
     def sessions_awaiting_round(self, older_than: timedelta,
                                 limit: int = 100) -> list[SessionRecord]:
         """ACTIVE sessions of every tenant whose next round was never generated (no round yet,
-        or the latest round has feedback and no successor), untouched for `older_than`: the
-        work of a replica that died. Oldest first."""
-        s, r = t.sessions, t.rounds
+        or the latest round has feedback and no successor), untouched for `older_than` and with
+        no unexpired round lease: the work of a replica that died. Oldest first."""
+        s, r, leases = t.sessions, t.rounds, t.round_leases
+        now = self._clock()
         latest_answered = sa.exists().where(r.c.session_id == s.c.session_id,
                                             r.c.number == s.c.round_count,
                                             r.c.feedback.is_not(None))
+        leased = sa.exists().where(leases.c.session_id == s.c.session_id,
+                                   leases.c.expires_at > now)
         query = (sa.select(s).where(s.c.state == SessionState.ACTIVE.value,
-                                    s.c.updated_at <= self._clock() - older_than,
+                                    s.c.updated_at <= now - older_than, ~leased,
                                     sa.or_(s.c.round_count == 0, latest_answered))
                  .order_by(s.c.updated_at).limit(limit))
         with self._db.read() as conn:

@@ -127,6 +127,26 @@ idempotency_keys = sa.Table(
     sa.Index(None, "claimed_at"),
 )
 
+# The replica generating a session's next round, until when (services.gateway.state.round_leases).
+round_leases = sa.Table(
+    "gw_round_leases", metadata,
+    sa.Column("session_id", ID, sa.ForeignKey("gw_sessions.session_id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("owner", sa.String(64), nullable=False),
+    datetime_column("expires_at"),
+)
+
+# The subject an image (by content hash) was uploaded or first used for: every session on those
+# bytes charges that subject's ledger, so renaming the subject gives no fresh budget.
+upload_subjects = sa.Table(
+    "gw_upload_subjects", metadata,
+    sa.Column("tenant", TENANT, primary_key=True),
+    sa.Column("image_sha256", sa.String(64), primary_key=True),
+    sa.Column("subject_id", SUBJECT, nullable=False),
+    datetime_column("created_at"),
+)
+
 audit_log = sa.Table(
     "gw_audit_log", metadata,
     sa.Column("audit_id", BigId, primary_key=True, autoincrement=True),

@@ -44,8 +44,17 @@ eval: $(STAMP)
 	$(PY) -m veil_tools.owner --out reports/owner.json --cache out/owner-cache
 	$(PY) -m veil_tools.report --owner reports/owner.json --out reports
 
+# `make train`: the shipped synthetic-face model's recipe. `make train DATA=path/to/celeba SIZE=64`:
+# the same recipe on a CelebA-format folder (real CelebA for photo-real faces) at 64 or 128 px, on
+# the GPU when there is one; rerunning the same command resumes from the run's last checkpoint.
+SIZE ?= 64
 train: $(STAMP)
+ifeq ($(DATA),)
 	$(PY) -m veil train --config models/diffae-synth32/train_config.json --run-dir runs/diffae-synth32
+else
+	$(PY) -m veil train --config models/diffae-synth32/train_config.json --data $(DATA) --image-size $(SIZE) \
+		--run-dir runs/diffae-celeba$(SIZE) --export models/diffae-celeba$(SIZE) --model-version diffae-celeba$(SIZE)
+endif
 
 k8s-validate: $(STAMP)
 	$(PY) -m veil_tools.k8svalidate

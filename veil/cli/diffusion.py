@@ -16,7 +16,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--config", type=Path, help="training config JSON (defaults: veil.diffusion.train.TrainConfig)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                        help="override one config value, e.g. --set steps=5000 --set unet_channels=[32,64,64]")
-    train.add_argument("--run-dir", type=Path, required=True, help="run folder: config, log, checkpoints")
+    train.add_argument("--data", type=Path, default=None,
+                       help="train on this CelebA-format folder (e.g. real CelebA) instead of the config's data")
+    train.add_argument("--image-size", type=int, default=None, help="training resolution, e.g. 64 or 128")
+    train.add_argument("--run-dir", type=Path, required=True,
+                       help="run folder: config, log, checkpoints (a rerun with the same folder resumes)")
     train.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     train.add_argument("--time-budget", type=float, default=None, help="stop (with a checkpoint) after this many seconds")
     train.add_argument("--until-step", type=int, default=None, help="stop (with a checkpoint) at this step")
@@ -82,7 +86,10 @@ def _config(args: argparse.Namespace):
             raw[key] = json.loads(value)
         except json.JSONDecodeError:
             raw[key] = value
-    return TrainConfig.from_dict(raw)
+    if args.data is not None:
+        raw.update(data_dir=str(args.data), generate_data=False)
+    config = TrainConfig.from_dict(raw)
+    return config if args.image_size is None else config.at_size(args.image_size)
 
 
 def _train(args: argparse.Namespace) -> int:

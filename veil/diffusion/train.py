@@ -23,7 +23,7 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +34,13 @@ from safetensors.torch import load_file, save_file
 from torch.nn import functional as F
 
 from veil.data import load_celeba
+from veil.data.celeba import ATTR_FILE
 from veil.data.synth import GENERATOR_VERSION, generate_dataset
 from veil.diffusion.implied import attribute_statistics
 from veil.diffusion.models import (AttributeClassifier, Conditioner, LatentAdversary, SemanticEncoder, build_unet,
                                    confusion_loss)
 from veil.diffusion.pipeline import DiffusionAutoencoder, DiffusionModelCard, SamplingConfig
-from veil.errors import InvalidArgument
+from veil.errors import InvalidArgument, quoted
 from veil.files import atomic_directory
 
 SHARD_BYTES = 12 * 1024 * 1024
@@ -48,8 +49,10 @@ KEEP_CHECKPOINTS = 2
 
 @dataclass
 class TrainConfig:
-    # data: a CelebA-format folder; if it holds no data set, a synthetic one is generated there.
+    # data: a CelebA-format folder; if it holds no data set and generate_data is set, a synthetic
+    # one is generated there (a real folder, e.g. CelebA, is trained on with generate_data false).
     data_dir: str = "data/synth-faces"
+    generate_data: bool = True
     synth_identities: int = 1200
     synth_per_identity: int = 20
     synth_seed: int = 0
@@ -99,6 +102,19 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def at_size(self, image_size: int) -> TrainConfig:
+        """This config at another resolution: the encoder and classifier take one level per
+        doubling of the side (4 px at the bottom), the added levels as wide as the last one."""
+        levels = image_size.bit_length() - 3  # 4 * 2**levels == image_size
+        if not 16 <= image_size <= 512 or image_size != 4 * 2**levels:
+            raise InvalidArgument(f"image size must be a power of two in 16..512, got {image_size}")
+
+        def resized(channels: tuple[int, ...]) -> tuple[int, ...]:
+            return (channels + (channels[-1],) * levels)[:levels + 1]
+
+        return replace(self, image_size=image_size, encoder_channels=resized(self.encoder_channels),
+                       classifier_channels=resized(self.classifier_channels))
+
 
 class _Nets(torch.nn.Module):
     """Every trained network under one module, so state dicts and EMA cover them together."""
@@ -127,7 +143,9 @@ def make_scheduler(num_train_timesteps: int) -> DDIMScheduler:
 
 def ensure_dataset(cfg: TrainConfig) -> Path:
     root = Path(cfg.data_dir)
-    if not (root / "list_attr_celeba.txt").is_file():
+    if not (root / ATTR_FILE).is_file():
+        if not cfg.generate_data:
+            raise InvalidArgument(f"{quoted(str(root))} is not a CelebA-format folder (no {ATTR_FILE})")
         generate_dataset(root, cfg.synth_identities, cfg.synth_per_identity, cfg.synth_seed)
     return root
 
@@ -377,8 +395,10 @@ class Trainer:
             image_size=cfg.image_size,
             sampling=SamplingConfig(**cfg.sampling),
             training={"config": cfg.to_dict(), "steps_done": self.step, "device": str(self.device)},
-            data={"generator": GENERATOR_VERSION, "fingerprint": self.data.fingerprint(),
-                  "train_images": int(self.images.shape[0]), "root": str(self.data.root)},
+            data={"source": "synthetic" if cfg.generate_data else "celeba-format folder",
+                  **({"generator": GENERATOR_VERSION} if cfg.generate_data else {}),
+                  "fingerprint": self.data.fingerprint(), "train_images": int(self.images.shape[0]),
+                  "root": str(self.data.root)},
             reproduce=reproduce,
             **attribute_statistics(self.data.attributes, self.attribute_names),
         )

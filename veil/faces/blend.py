@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from veil.faces.align import AlignedFace, apply
+from veil.faces.align import AlignedFace
 from veil.faces.detect import Box
 
 # The face ellipse in the face square (see veil.faces.align): forehead to chin, cheek to cheek.
@@ -31,13 +31,13 @@ class BlendedFace:
     weight: np.ndarray  # float32 (region.height, region.width) in [0, 1]: the anonymized crop's share
 
 
-def ellipse_weight(unit_points: np.ndarray, margin: float) -> np.ndarray:
-    """The mask at points given in crop unit coordinates: 1 inside the inner ellipse, 0 outside
-    the outer one, a smoothstep in between."""
+def ellipse_weight(u: np.ndarray, v: np.ndarray, margin: float) -> np.ndarray:
+    """The mask at points given in crop unit coordinates (u across, v down; broadcast together):
+    1 inside the inner ellipse, 0 outside the outer one, a smoothstep in between."""
     grow = 1.0 + 2.0 * margin
-    centre = (np.array(FACE_CENTRE) + margin) / grow
-    radii = np.array(FACE_RADII) / grow
-    r = np.sqrt((((unit_points - centre) / radii) ** 2).sum(axis=-1))
+    centre_u, centre_v = ((np.array(FACE_CENTRE) + margin) / grow).tolist()
+    radius_u, radius_v = (np.array(FACE_RADII) / grow).tolist()
+    r = np.sqrt(((u - centre_u) / radius_u) ** 2 + ((v - centre_v) / radius_v) ** 2)
     t = np.clip((1.0 - r) / FEATHER, 0.0, 1.0)
     return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
 
@@ -45,17 +45,20 @@ def ellipse_weight(unit_points: np.ndarray, margin: float) -> np.ndarray:
 def face_weight(face: AlignedFace, image_shape: tuple[int, ...]) -> tuple[Box, np.ndarray]:
     """The mask over the face's footprint in the photo, evaluated at pixel centres."""
     region = face.footprint(image_shape)
-    ys, xs = np.mgrid[region.top:region.bottom, region.left:region.right]
-    centres = np.stack([xs + 0.5, ys + 0.5], axis=-1).astype(np.float64)
-    return region, ellipse_weight(apply(face.to_unit, centres), face.margin)
+    # The affine map evaluated by broadcasting a row of x against a column of y: a large face's
+    # footprint has millions of pixels, and no (h, w, 2) coordinate array is built.
+    xs = np.arange(region.left, region.right, dtype=np.float64)[None, :] + 0.5
+    ys = np.arange(region.top, region.bottom, dtype=np.float64)[:, None] + 0.5
+    (a, b, c), (d, e, f) = face.to_unit.tolist()
+    return region, ellipse_weight(a * xs + b * ys + c, d * xs + e * ys + f, face.margin)
 
 
 def match_colour(anonymized: np.ndarray, original: np.ndarray, margin: float) -> np.ndarray:
     """Shift and scale each channel of the anonymized crop so that, inside the inner face
     ellipse (skin, mostly), its mean and spread equal the original face's."""
     size = anonymized.shape[0]
-    ys, xs = np.mgrid[0:size, 0:size]
-    core = ellipse_weight(np.stack([(xs + 0.5) / size, (ys + 0.5) / size], axis=-1), margin) >= 1.0
+    centres = (np.arange(size) + 0.5) / size
+    core = ellipse_weight(centres[None, :], centres[:, None], margin) >= 1.0
     if original.shape[:2] != anonymized.shape[:2]:
         original = np.asarray(Image.fromarray(original).resize((size, size), Image.Resampling.LANCZOS))
     src = anonymized.astype(np.float32)

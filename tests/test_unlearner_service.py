@@ -19,6 +19,8 @@ from services.unlearner.tables import jobs as jobs_table
 from veil.images import encode_png
 from veil.store import ObjectStore, open_store
 from veil.unlearning.manifest import Manifest
+from veil.unlearning.params import (MAX_DAMPING, MAX_DIGESTS, MAX_EPOCHS, MAX_ITERATIONS, MAX_LAST_K_LAYERS,
+                                    MAX_REPLACEMENT_PAIRS, MAX_SCALE, MAX_TAU)
 from veil.unlearning.registry import ModelRegistry
 from veil.v1 import common_pb2, unlearner_pb2_grpc
 from veil.v1 import unlearner_pb2 as pb
@@ -273,6 +275,18 @@ def test_bad_requests_get_their_codes_and_create_no_job(acme: Tenant, unlearner)
     _refused(call.Train, pb.TrainRequest(model="faces2", seed=2**63, manifest=common_pb2.ObjectRef(key=acme.key)),
              invalid, "seed")
     _refused(call.Train, train_request(acme.key, acme.manifest, epochs=-3), invalid, "epochs")
+    # Every count has an upper bound: one call cannot take the only worker for years.
+    _refused(call.Train, train_request(acme.key, acme.manifest, epochs=2**31 - 1), invalid,
+             f"epochs must be in 1..{MAX_EPOCHS}")
+    for field, bound in [("epochs", MAX_EPOCHS), ("max_iterations", MAX_ITERATIONS),
+                         ("last_k_layers", MAX_LAST_K_LAYERS)]:
+        _refused(call.Unlearn, unlearn(params=pb.UnlearnParams(**{field: 2**31 - 1})), invalid, field, str(bound))
+    for field, bound in [("tau", MAX_TAU), ("damping", MAX_DAMPING), ("scale", MAX_SCALE)]:
+        _refused(call.Unlearn, unlearn(params=pb.UnlearnParams(**{field: 1e300})), invalid, field, f"{bound:g}")
+    _refused(call.Unlearn, unlearn(pairs=[good] * (MAX_REPLACEMENT_PAIRS + 1)), invalid,
+             f"at most {MAX_REPLACEMENT_PAIRS} replacement pairs")
+    _refused(call.ListDependentModels, pb.ListDependentModelsRequest(sha256=["0" * 64] * (MAX_DIGESTS + 1)),
+             invalid, f"at most {MAX_DIGESTS}")
     _refused(call.GetJob, pb.GetJobRequest(job_id=str(uuid.uuid4())), missing, "not found")
     _refused(call.WatchJob, pb.GetJobRequest(job_id="nope"), missing, "not found")
     _refused(call.GetJob, pb.GetJobRequest(), invalid, "no job id")

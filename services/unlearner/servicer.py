@@ -28,7 +28,7 @@ from veil.rpc.context import accepted_request_id
 from veil.store import ObjectStore, from_object_ref
 from veil.store.keys import validate_sha256
 from veil.unlearning import workflow
-from veil.unlearning.params import TrainConfig
+from veil.unlearning.params import MAX_DIGESTS, TrainConfig
 from veil.unlearning.registry import PublishedModelCard, ModelRegistry, validate_model_name
 from veil.v1 import unlearner_pb2, unlearner_pb2_grpc
 
@@ -91,6 +91,8 @@ class UnlearnerServicer(unlearner_pb2_grpc.UnlearnerServicer):
                                   ) -> unlearner_pb2.ListDependentModelsResponse:
         if not request.sha256:
             raise InvalidArgument("name at least one sha256")
+        if len(request.sha256) > MAX_DIGESTS:
+            raise InvalidArgument(f"name at most {MAX_DIGESTS} sha256 digests, got {len(request.sha256)}")
         wanted = {validate_sha256(digest) for digest in request.sha256}
         registry = self._registry(context)
 

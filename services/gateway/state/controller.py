@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 
 from veil.config import env_field
 from veil.errors import ConfigError, InvalidArgument
-from veil.privacy import PrivacySettings, require_epsilon
+from veil.privacy import MAX_EPSILON, PrivacySettings, require_epsilon
 from services.gateway.state.models import FeedbackKind, RoundRecord
 
 Budget = Mapping[str, float]
@@ -50,9 +50,9 @@ class ControllerConfig:
                                doc="largest eps the controller proposes (least privacy)")
 
     def __post_init__(self) -> None:
-        if not 0 < self.eps_min < self.eps_max or not math.isfinite(self.eps_max):
+        if not 0 < self.eps_min < self.eps_max <= MAX_EPSILON:
             raise ConfigError(f"VEIL_EPS_MIN={self.eps_min!r}, VEIL_EPS_MAX={self.eps_max!r}: "
-                              f"need 0 < min < max < inf")
+                              f"need 0 < min < max <= {MAX_EPSILON:g}")
 
     def clamp(self, eps: float) -> float:
         return min(self.eps_max, max(self.eps_min, eps))

@@ -339,3 +339,38 @@ def test_metrics_count_jobs_by_kind_and_outcome(acme: Tenant, unlearner):
     assert unlearner.metric("veil_gpu_available") == 0
     assert unlearner.metric("veil_grpc_server_handled_total", grpc_service="veil.v1.Unlearner",
                             grpc_method="Unlearn", grpc_type="unary", grpc_code="OK") >= 4
+
+
+def test_cancel_job_stops_a_running_job_and_a_queued_one_never_starts(acme: Tenant, unlearner):
+    # About 10 ms an epoch: MAX_EPOCHS outlasts the test; a second job of the model waits QUEUED.
+    running = acme.call.Train(train_request(acme.key, acme.manifest, model="cancelled", epochs=MAX_EPOCHS))
+    queued = acme.call.Train(train_request(acme.key, acme.manifest, model="cancelled", epochs=1))
+    wait_for(lambda: acme.call.GetJob(pb.GetJobRequest(job_id=running.job_id)).state == pb.JOB_STATE_RUNNING,
+             what="the first job to run")
+    assert acme.call.GetJob(pb.GetJobRequest(job_id=queued.job_id)).state == pb.JOB_STATE_QUEUED
+    for job in (queued, running):
+        cancelled = acme.call.CancelJob(pb.CancelJobRequest(job_id=job.job_id))
+        assert cancelled.state == pb.JOB_STATE_CANCELLED and "cancelled" in cancelled.error
+    # Cancelling again answers the same; WatchJob ends at once; the worker is free again.
+    assert acme.call.CancelJob(pb.CancelJobRequest(job_id=running.job_id)).state == pb.JOB_STATE_CANCELLED
+    assert [j.state for j in acme.call.WatchJob(pb.GetJobRequest(job_id=running.job_id))] == [pb.JOB_STATE_CANCELLED]
+    wait_for(lambda: unlearner.metric("veil_unlearning_jobs_running", kind="train") == 0,
+             timeout=5, what="the running job to stop")
+    after = acme.train(model="after-cancel")
+    assert after.state == SUCCEEDED, after.error
+    for job in (queued, running):
+        ended = acme.call.GetJob(pb.GetJobRequest(job_id=job.job_id))
+        assert (ended.state, ended.result_version) == (pb.JOB_STATE_CANCELLED, "")
+    assert not acme.call.ListModels(pb.ListModelsRequest(model="cancelled")).versions
+    _refused(acme.call.CancelJob, pb.CancelJobRequest(job_id=str(uuid.uuid4())), grpc.StatusCode.NOT_FOUND,
+             "not found")
+
+
+def test_a_job_past_its_time_limit_fails_with_the_reason(unlearners, services_store, tiny_faces):
+    service = unlearners(VEIL_UNLEARNER_JOB_TIME_LIMIT_SECONDS="1")
+    tenant = Tenant(service, services_store, tiny_faces)
+    job = tenant.call.Train(train_request(tenant.key, tenant.manifest, model="slow", epochs=MAX_EPOCHS))
+    ended = tenant.call.wait(job.job_id, timeout=30)
+    assert ended.state == FAILED and "time limit of 1 s" in ended.error, ended.error
+    assert not tenant.call.ListModels(pb.ListModelsRequest()).versions
+    tenant.call.close()

@@ -26,6 +26,7 @@ JOB_STATES = {
     JobState.RUNNING: unlearner_pb2.JOB_STATE_RUNNING,
     JobState.SUCCEEDED: unlearner_pb2.JOB_STATE_SUCCEEDED,
     JobState.FAILED: unlearner_pb2.JOB_STATE_FAILED,
+    JobState.CANCELLED: unlearner_pb2.JOB_STATE_CANCELLED,
 }
 
 

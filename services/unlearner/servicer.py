@@ -157,6 +157,12 @@ class UnlearnerServicer(unlearner_pb2_grpc.UnlearnerServicer):
                      context: grpc.aio.ServicerContext) -> unlearner_pb2.Job:
         return job_message(await self._job(context, request.job_id))
 
+    async def CancelJob(self, request: unlearner_pb2.CancelJobRequest,
+                        context: grpc.aio.ServicerContext) -> unlearner_pb2.Job:
+        if not request.job_id:
+            raise InvalidArgument("no job id")
+        return job_message(await asyncio.to_thread(self._jobs.cancel, tenant_id(context), request.job_id))
+
     async def WatchJob(self, request: unlearner_pb2.GetJobRequest,
                        context: grpc.aio.ServicerContext) -> AsyncIterator[unlearner_pb2.Job]:
         job = await self._job(context, request.job_id)

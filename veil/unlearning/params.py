@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 
 from veil.errors import InvalidArgument, quoted
 
-MAX_EPOCHS = 100
+MAX_EPOCHS = 1000
 MAX_ITERATIONS = 1000
 MAX_HESSIAN_SAMPLES = 8192
 MAX_LAST_K_LAYERS = 64

@@ -14,6 +14,7 @@ import math
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,7 +31,7 @@ from veil.diffusion.convert import receipt_from_proto
 from veil.diffusion.loading import upload_model
 from veil.errors import ConfigError
 from veil.images import decode_image, encode_png
-from veil.privacy import Mechanism
+from veil.privacy import MAX_EPSILON, Mechanism
 from veil.rpc import ServerConfig, VeilServer
 from veil.store import LocalStore, ObjectStore, StoreConfig
 from veil.store.s3 import S3Store
@@ -447,3 +448,25 @@ def test_a_model_that_does_not_load_stops_the_start(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "veil-anonymizer: configuration error: VEIL_MODEL_URI='store://models/none': cannot load the model" in done.stderr
     assert "model_manifest.json is missing" in done.stderr
+
+
+def test_epsilon_above_the_bound_is_refused_before_any_calibration(local) -> None:
+    # eps 1e12 once kept the PLD calibration running for minutes after the caller had gone.
+    async def scenario() -> None:
+        async with local() as service:
+            ref = service.refs(["faces/0.png"])[0]
+            budgets = [common_pb2.ExplicitBudget(attribute_epsilon={"Male": 1.0}, identity_epsilon=1e12),
+                       common_pb2.ExplicitBudget(attribute_epsilon={"Male": MAX_EPSILON * 2}),
+                       common_pb2.ExplicitBudget(attribute_epsilon={"Male": 1.0}, identity_epsilon=MAX_EPSILON + 1)]
+            for budget in budgets:
+                request = anonymizer_pb2.AnonymizeRequest(images=[ref], protect=["Male"], candidates=1,
+                                                          output_prefix="out/eps",
+                                                          privacy=common_pb2.PrivacySetting(explicit=budget))
+                started = time.monotonic()
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    await service.events(request)
+                assert err.value.code() == Code.INVALID_ARGUMENT
+                assert f"at most {MAX_EPSILON:g}" in err.value.details(), err.value.details()
+                assert time.monotonic() - started < 2.0
+                await service.still_serves()
+    run(scenario())

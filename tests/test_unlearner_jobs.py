@@ -202,7 +202,8 @@ def test_a_resumed_job_records_the_version_its_dead_attempt_wrote(make_pg_databa
     jobs, store, tenant = JobStore(db), open_store(services_store), f"ul-{uuid.uuid4().hex[:8]}"
     job = jobs.create(tenant, "r1", train_job(store.for_tenant(tenant), tiny_faces, epochs=1))[0]
     dead = jobs.claim("dead", 0.3, 3).job
-    assert execute(store, jobs, dead, Monitor(threading.Event()), VerificationPolicy()) == "v1"
+    assert execute(store, jobs, dead, Monitor(threading.Event(), time_limit_seconds=60.0),
+                   VerificationPolicy()) == "v1"
     runner = JobRunner(jobs, store, fast_config())
 
     async def scenario() -> None:

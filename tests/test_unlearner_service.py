@@ -22,6 +22,8 @@ from veil.images import decode_image, encode_png
 from veil.store import ObjectStore, open_store
 from veil.unlearning.manifest import Manifest, PinnedObject
 from veil.unlearning.method_names import method_from_proto
+from veil.unlearning.params import (MAX_DAMPING, MAX_DIGESTS, MAX_EPOCHS, MAX_ITERATIONS, MAX_LAST_K_LAYERS,
+                                    MAX_REPLACEMENT_PAIRS, MAX_SCALE, MAX_TAU)
 from veil.unlearning.registry import ModelRegistry
 from veil.v1 import common_pb2, unlearner_pb2_grpc
 from veil.v1 import unlearner_pb2 as pb
@@ -276,6 +278,18 @@ def test_bad_requests_get_their_codes_and_create_no_job(acme: Tenant, unlearner)
     _refused(call.Train, pb.TrainRequest(model="faces2", seed=2**63, manifest=common_pb2.ObjectRef(key=acme.key)),
              invalid, "seed")
     _refused(call.Train, train_request(acme.key, acme.manifest, epochs=-3), invalid, "epochs")
+    # Every count has an upper bound: one call cannot take the only worker for years.
+    _refused(call.Train, train_request(acme.key, acme.manifest, epochs=2**31 - 1), invalid,
+             f"epochs must be in 1..{MAX_EPOCHS}")
+    for field, bound in [("epochs", MAX_EPOCHS), ("max_iterations", MAX_ITERATIONS),
+                         ("last_k_layers", MAX_LAST_K_LAYERS)]:
+        _refused(call.Unlearn, unlearn(params=pb.UnlearnParams(**{field: 2**31 - 1})), invalid, field, str(bound))
+    for field, bound in [("tau", MAX_TAU), ("damping", MAX_DAMPING), ("scale", MAX_SCALE)]:
+        _refused(call.Unlearn, unlearn(params=pb.UnlearnParams(**{field: 1e300})), invalid, field, f"{bound:g}")
+    _refused(call.Unlearn, unlearn(pairs=[good] * (MAX_REPLACEMENT_PAIRS + 1)), invalid,
+             f"at most {MAX_REPLACEMENT_PAIRS} replacement pairs")
+    _refused(call.ListDependentModels, pb.ListDependentModelsRequest(sha256=["0" * 64] * (MAX_DIGESTS + 1)),
+             invalid, f"at most {MAX_DIGESTS}")
     _refused(call.GetJob, pb.GetJobRequest(job_id=str(uuid.uuid4())), missing, "not found")
     _refused(call.WatchJob, pb.GetJobRequest(job_id="nope"), missing, "not found")
     _refused(call.GetJob, pb.GetJobRequest(), invalid, "no job id")
@@ -384,4 +398,38 @@ def test_an_update_publishes_only_when_it_moved_the_originals_toward_held_out(
     assert abs(kept["verification"]["loss_gap_progress"]) < 0.01
     # The newest published version is still the retrained one: later updates build on it.
     assert tenant.call.GetModel(pb.GetModelRequest(model="faces")).version == retrained.result_version
+
+
+def test_cancel_job_stops_a_running_job_and_a_queued_one_never_starts(acme: Tenant, unlearner):
+    # About 10 ms an epoch: MAX_EPOCHS outlasts the test; a second job of the model waits QUEUED.
+    running = acme.call.Train(train_request(acme.key, acme.manifest, model="cancelled", epochs=MAX_EPOCHS))
+    queued = acme.call.Train(train_request(acme.key, acme.manifest, model="cancelled", epochs=1))
+    wait_for(lambda: acme.call.GetJob(pb.GetJobRequest(job_id=running.job_id)).state == pb.JOB_STATE_RUNNING,
+             what="the first job to run")
+    assert acme.call.GetJob(pb.GetJobRequest(job_id=queued.job_id)).state == pb.JOB_STATE_QUEUED
+    for job in (queued, running):
+        cancelled = acme.call.CancelJob(pb.CancelJobRequest(job_id=job.job_id))
+        assert cancelled.state == pb.JOB_STATE_CANCELLED and "cancelled" in cancelled.error
+    # Cancelling again answers the same; WatchJob ends at once; the worker is free again.
+    assert acme.call.CancelJob(pb.CancelJobRequest(job_id=running.job_id)).state == pb.JOB_STATE_CANCELLED
+    assert [j.state for j in acme.call.WatchJob(pb.GetJobRequest(job_id=running.job_id))] == [pb.JOB_STATE_CANCELLED]
+    wait_for(lambda: unlearner.metric("veil_unlearning_jobs_running", kind="train") == 0,
+             timeout=5, what="the running job to stop")
+    after = acme.train(model="after-cancel")
+    assert after.state == SUCCEEDED, after.error
+    for job in (queued, running):
+        ended = acme.call.GetJob(pb.GetJobRequest(job_id=job.job_id))
+        assert (ended.state, ended.result_version) == (pb.JOB_STATE_CANCELLED, "")
+    assert not acme.call.ListModels(pb.ListModelsRequest(model="cancelled")).versions
+    _refused(acme.call.CancelJob, pb.CancelJobRequest(job_id=str(uuid.uuid4())), grpc.StatusCode.NOT_FOUND,
+             "not found")
+
+
+def test_a_job_past_its_time_limit_fails_with_the_reason(unlearners, services_store, tiny_faces):
+    service = unlearners(VEIL_UNLEARNER_JOB_TIME_LIMIT_SECONDS="1")
+    tenant = Tenant(service, services_store, tiny_faces)
+    job = tenant.call.Train(train_request(tenant.key, tenant.manifest, model="slow", epochs=MAX_EPOCHS))
+    ended = tenant.call.wait(job.job_id, timeout=30)
+    assert ended.state == FAILED and "time limit of 1 s" in ended.error, ended.error
+    assert not tenant.call.ListModels(pb.ListModelsRequest()).versions
     tenant.call.close()

@@ -79,6 +79,10 @@ class AnonymizerServicer(anonymizer_pb2_grpc.AnonymizerServicer):
         self._store = store
         self._config = config
         self._model: LoadedModel | None = None
+        # Calibrations of new identity eps run one at a time (each takes up to ~5 s of a core,
+        # bounded by MAX_EPSILON): callers wait here, and leave when cancelled or past their
+        # deadline, instead of piling up threads that would outlive them.
+        self._calibrating = asyncio.Lock()
 
     def attach(self, model: LoadedModel) -> None:
         """Start answering with a loaded model (until then every RPC is UNAVAILABLE)."""
@@ -138,8 +142,9 @@ class AnonymizerServicer(anonymizer_pb2_grpc.AnonymizerServicer):
         prefix = output_prefix(request.output_prefix, tenant_prefix(tenant), images)
         if settings.identity_epsilon is not None:
             # Calibrating a new eps takes seconds: do it here (cached), not in the shared batch.
-            await asyncio.to_thread(calibrate_identity, settings.identity_epsilon, IDENTITY_DELTA,
-                                    anonymizer.model.encoder.radius)
+            async with self._calibrating:
+                await asyncio.to_thread(calibrate_identity, settings.identity_epsilon, IDENTITY_DELTA,
+                                        anonymizer.model.encoder.radius)
         return _Request(settings, request.candidates, request.seed or None, prefix, face_requests(request, images))
 
     async def _anonymize(self, model: LoadedModel, tenant: str, request: _Request, inputs: list[InputImage],

@@ -96,7 +96,8 @@ class UnlearningDispatcher:
                 UNLEARNING_JOB_SECONDS.observe(max(0.0, (job.updated_at.ToDatetime()
                                                          - job.created_at.ToDatetime()).total_seconds()))
                 log.info("unlearning job %s wrote %s %s", job.job_id, job.model, job.result_version)
-        elif job.state == unlearner_pb2.JOB_STATE_FAILED:
+        elif job.state in (unlearner_pb2.JOB_STATE_FAILED, unlearner_pb2.JOB_STATE_CANCELLED):
+            # A cancelled job (an operator's CancelJob) wrote nothing: it counts as a failed one.
             await self._finish_failed(batch, job.error or "failed")
 
     async def _finish_failed(self, batch: UnlearningBatch, error: str) -> None:

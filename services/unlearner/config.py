@@ -36,6 +36,10 @@ class UnlearnerConfig(EnvLoadable):
     retry_seconds: float = env_field(
         "VEIL_UNLEARNER_RETRY_SECONDS", 30.0, min=0.0, max=86400.0,
         doc="a job that stopped on an unavailable dependency (store, database) runs again after this")
+    job_time_limit_seconds: float = env_field(
+        "VEIL_UNLEARNER_JOB_TIME_LIMIT_SECONDS", 6 * 3600.0, min=1.0, max=7 * 86400.0,
+        doc="an attempt of a job running longer than this stops at its next progress report and "
+            "the job is FAILED with the reason")
     watch_poll_seconds: float = env_field(
         "VEIL_UNLEARNER_WATCH_POLL_SECONDS", 1.0, min=0.05, max=60.0,
         doc="WatchJob checks the job's row this often")

@@ -11,7 +11,7 @@ from veil.errors import InvalidArgument
 from veil.rpc.convert import timestamp
 from veil.store import from_object_ref
 from veil.unlearning.manifest import PinnedObject, ReplacementPair
-from veil.unlearning.params import UnlearnParams
+from veil.unlearning.params import MAX_REPLACEMENT_PAIRS, UnlearnParams
 from veil.unlearning.registry import PublishedModelCard
 from veil.v1 import common_pb2, unlearner_pb2
 
@@ -20,6 +20,7 @@ JOB_STATES = {
     JobState.RUNNING: unlearner_pb2.JOB_STATE_RUNNING,
     JobState.SUCCEEDED: unlearner_pb2.JOB_STATE_SUCCEEDED,
     JobState.FAILED: unlearner_pb2.JOB_STATE_FAILED,
+    JobState.CANCELLED: unlearner_pb2.JOB_STATE_CANCELLED,
 }
 
 
@@ -48,6 +49,8 @@ def replacement_pairs(messages: Sequence[unlearner_pb2.ReplacementPair],
                       bucket: str) -> tuple[ReplacementPair, ...]:
     if not messages:
         raise InvalidArgument("no replacement pairs")
+    if len(messages) > MAX_REPLACEMENT_PAIRS:
+        raise InvalidArgument(f"at most {MAX_REPLACEMENT_PAIRS} replacement pairs per request, got {len(messages)}")
     return tuple(ReplacementPair(pinned_ref(p.original, bucket, f"pairs[{i}].original"),
                                  pinned_ref(p.replacement, bucket, f"pairs[{i}].replacement"),
                                  p.session_id)

@@ -16,9 +16,14 @@ How an attempt ends:
 - an unavailable dependency (object store, database): QUEUED again after VEIL_UNLEARNER_RETRY_SECONDS
   while attempts are left, else FAILED;
 - any other error (bad input found while running, a diverging solve, a bug): FAILED with the error;
+- the attempt ran past VEIL_UNLEARNER_JOB_TIME_LIMIT_SECONDS: the work stops at its next progress
+  report, FAILED saying so;
+- the job was cancelled (CancelJob ends its row CANCELLED, which takes the lease away): the work
+  stops at its next progress report after the next heartbeat, nothing is recorded;
 - the service shuts down: the work stops at its next progress report and the job is QUEUED again
   without using up an attempt;
-- the lease was lost (another runner took the job over): the work stops, nothing is recorded.
+- the lease was lost (another runner took the job over, or it was cancelled): the work stops,
+  nothing is recorded.
 """
 
 from __future__ import annotations
@@ -58,8 +63,10 @@ class JobInterrupted(Exception):
 class Monitor:
     """Shared by a job's thread (which reports progress) and the event loop (heartbeat, stop)."""
 
-    def __init__(self, stopping: threading.Event) -> None:
+    def __init__(self, stopping: threading.Event, time_limit_seconds: float) -> None:
         self._stopping = stopping
+        self._time_limit = time_limit_seconds
+        self._deadline = time.monotonic() + time_limit_seconds
         self._lock = threading.Lock()
         self._progress = Progress("starting")
         self.lost = threading.Event()
@@ -77,9 +84,12 @@ class Monitor:
 
     def check(self) -> None:
         if self.lost.is_set():
-            raise JobInterrupted("the job's lease was lost to another runner")
+            raise JobInterrupted("the job's lease was lost (it was cancelled or another runner took it)")
         if self._stopping.is_set():
             raise JobInterrupted("the unlearner is shutting down")
+        if time.monotonic() > self._deadline:
+            raise Aborted(f"the job ran past its time limit of {self._time_limit:g} s "
+                          "(VEIL_UNLEARNER_JOB_TIME_LIMIT_SECONDS)")
 
 
 def execute(store: ObjectStore, jobs: JobStore, job: JobRecord, monitor: Monitor,
@@ -187,7 +197,7 @@ class JobRunner:
     async def _run(self, job: JobRecord) -> None:
         kind = job.kind.value
         log.info("job %s: %s of %s, attempt %d", job.job_id, kind, job.model, job.attempts)
-        monitor = Monitor(self._stopping)
+        monitor = Monitor(self._stopping, self._config.job_time_limit_seconds)
         heartbeat = asyncio.create_task(self._heartbeat(job, monitor))
         metrics.JOBS_RUNNING.labels(kind).inc()
         started = time.monotonic()
@@ -254,7 +264,8 @@ class JobRunner:
                 log.warning("job %s: heartbeat failed (the lease runs on): %s", job.job_id, exc)
                 continue
             if not held:
-                log.warning("job %s: lease lost to another runner; stopping its work", job.job_id)
+                log.warning("job %s: lease lost to another runner (or the job was cancelled); stopping "
+                            "its work", job.job_id)
                 monitor.lost.set()
                 return
 

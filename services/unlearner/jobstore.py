@@ -41,10 +41,11 @@ class JobState(str, enum.Enum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
     @property
     def terminal(self) -> bool:
-        return self in (JobState.SUCCEEDED, JobState.FAILED)
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 
 class JobKind(str, enum.Enum):
@@ -181,6 +182,19 @@ class JobStore:
         with self._db.read() as conn:
             return conn.execute(sa.select(sa.func.count()).select_from(_jobs)
                                 .where(_jobs.c.state == state.value)).scalar_one()
+
+    def cancel(self, tenant: str, job_id: str) -> JobRecord:
+        """End the tenant's job CANCELLED unless it has ended already (returned unchanged). A
+        running job's runner finds its lease gone at its next heartbeat and stops its work; if it
+        was already recording its end, the lease check there makes the cancellation win."""
+        with self._db.write() as conn:
+            row = conn.execute(sa.select(_jobs).where(_jobs.c.job_id == job_id, _jobs.c.tenant == tenant)
+                               .with_for_update()).first()
+            if row is None:
+                raise NotFound(f"job {quoted(job_id)} not found")
+            if JobState(row.state).terminal:
+                return _record(row)
+            return self._end(conn, job_id, JobState.CANCELLED, error="cancelled by the caller (CancelJob)")
 
     # -- claiming -------------------------------------------------------------------------------
 

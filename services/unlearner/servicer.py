@@ -21,14 +21,14 @@ from services.unlearner.jobs import JobRunner
 from services.unlearner.jobstore import JobKind, JobRecord, JobStore, NewJob
 from services.unlearner.convert import job_message, replacement_pairs, unlearn_params, version_message
 from services.unlearner.specs import TrainSpec, UnlearnSpec
-from veil.errors import InvalidArgument, quoted
+from veil.errors import InvalidArgument, NotFound, quoted
 from veil.rpc import tenant_id
 from veil.rpc.context import accepted_request_id
 from veil.store import ObjectStore, from_object_ref
 from veil.store.keys import validate_sha256
 from veil.unlearning import workflow
 from veil.unlearning.method_names import method_from_proto
-from veil.unlearning.params import TrainConfig
+from veil.unlearning.params import MAX_DIGESTS, TrainConfig
 from veil.unlearning.registry import PublishedModelCard, ModelRegistry, validate_model_name
 from veil.v1 import unlearner_pb2, unlearner_pb2_grpc
 
@@ -91,6 +91,8 @@ class UnlearnerServicer(unlearner_pb2_grpc.UnlearnerServicer):
                                   ) -> unlearner_pb2.ListDependentModelsResponse:
         if not request.sha256:
             raise InvalidArgument("name at least one sha256")
+        if len(request.sha256) > MAX_DIGESTS:
+            raise InvalidArgument(f"name at most {MAX_DIGESTS} sha256 digests, got {len(request.sha256)}")
         wanted = {validate_sha256(digest) for digest in request.sha256}
         registry = self._registry(context)
 
@@ -155,6 +157,11 @@ class UnlearnerServicer(unlearner_pb2_grpc.UnlearnerServicer):
                      context: grpc.aio.ServicerContext) -> unlearner_pb2.Job:
         return job_message(await self._job(context, request.job_id))
 
+    async def CancelJob(self, request: unlearner_pb2.CancelJobRequest,
+                        context: grpc.aio.ServicerContext) -> unlearner_pb2.Job:
+        job_id = _job_id(request.job_id)
+        return job_message(await asyncio.to_thread(self._jobs.cancel, tenant_id(context), job_id))
+
     async def WatchJob(self, request: unlearner_pb2.GetJobRequest,
                        context: grpc.aio.ServicerContext) -> AsyncIterator[unlearner_pb2.Job]:
         job = await self._job(context, request.job_id)
@@ -169,9 +176,7 @@ class UnlearnerServicer(unlearner_pb2_grpc.UnlearnerServicer):
                 yield current
 
     async def _job(self, context: grpc.aio.ServicerContext, job_id: str) -> JobRecord:
-        if not job_id:
-            raise InvalidArgument("no job id")
-        return await asyncio.to_thread(self._jobs.get, tenant_id(context), job_id)
+        return await asyncio.to_thread(self._jobs.get, tenant_id(context), _job_id(job_id))
 
     # --- evaluation ------------------------------------------------------------------------------
 
@@ -185,3 +190,17 @@ class UnlearnerServicer(unlearner_pb2_grpc.UnlearnerServicer):
                                     reference=request.reference_version or None)
 
         return unlearner_pb2.EvaluateResponse(metrics=await asyncio.to_thread(compare))
+
+
+def _job_id(job_id: str) -> str:
+    """A job id as the job store writes them (a UUID); any other is a job that does not exist
+    (and never reaches the database, which refuses some characters, e.g. NUL)."""
+    if not job_id:
+        raise InvalidArgument("no job id")
+    try:
+        canonical = str(uuid.UUID(job_id))
+    except ValueError:
+        canonical = None
+    if canonical != job_id:
+        raise NotFound(f"job {quoted(job_id)} not found")
+    return job_id

@@ -1,8 +1,9 @@
 """The checks every privacy value passes, wherever it enters (a request, a stored row, a CLI flag).
 
 Each returns the value normalised or raises InvalidArgument naming what was wrong. eps must be
-finite and > 0: 0, negative, NaN or infinite budgets are refused, never charged (a negative
-charge would raise the remaining budget).
+finite, > 0 and at most MAX_EPSILON: 0, negative, NaN or infinite budgets are refused, never
+charged (a negative charge would raise the remaining budget), and larger ones would only buy
+unbounded calibration work (veil.privacy.limits).
 """
 
 from __future__ import annotations
@@ -12,16 +13,19 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from veil.errors import InvalidArgument, quoted
+from veil.privacy.limits import MAX_EPSILON
 
 
 def require_epsilon(value: Any, what: str) -> float:
-    """`value` as a float if it is a finite number > 0, else InvalidArgument naming `what`."""
+    """`value` as a float if it is a number in (0, MAX_EPSILON], else InvalidArgument naming `what`."""
     try:
         eps = float(value)
     except (TypeError, ValueError):
         raise InvalidArgument(f"{what}: epsilon must be a number, got {quoted(value)}") from None
     if not math.isfinite(eps) or eps <= 0:
         raise InvalidArgument(f"{what}: epsilon must be finite and > 0, got {quoted(value)}")
+    if eps > MAX_EPSILON:
+        raise InvalidArgument(f"{what}: epsilon must be at most {MAX_EPSILON:g}, got {quoted(value)}")
     return eps
 
 

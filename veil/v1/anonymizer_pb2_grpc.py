@@ -87,7 +87,7 @@ class AnonymizerServicer:
         Cancellation and deadlines: a request still queued is dropped before any work; a running
         batch stops at its next diffusion step when every request in it is gone, otherwise it
         finishes and the gone request's results are discarded.
-        Errors: INVALID_ARGUMENT (unknown attribute, eps <= 0/NaN/inf, level outside 0..10, rho
+        Errors: INVALID_ARGUMENT (unknown attribute, eps <= 0/NaN/inf or above 64, level outside 0..10, rho
         outside [0, 1], candidates outside 1..max_candidates, no images or more than
         max_images_per_request, a malformed key or output_prefix, corrupt image, wrong content type
         or format, a photo over the service's longest side (4096 px by default; refused from its

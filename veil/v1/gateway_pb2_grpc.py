@@ -91,8 +91,8 @@ class GatewayServicer:
 
     def CreateSession(self, request, context):
         """Start a session for one subject's image and generate the first round of candidates.
-        Errors: INVALID_ARGUMENT (unknown attribute, eps <= 0/NaN/inf, level outside 0..10,
-        no image), NOT_FOUND (image ref), UNAUTHENTICATED, UNAVAILABLE (anonymizer down).
+        Errors: INVALID_ARGUMENT (unknown attribute, eps <= 0/NaN/inf or outside
+        [VEIL_EPS_MIN, VEIL_EPS_MAX] (at most 64), level outside 0..10, no image), NOT_FOUND (image ref), UNAUTHENTICATED, UNAVAILABLE (anonymizer down).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -26,6 +26,7 @@ class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_STATE_RUNNING: _ClassVar[JobState]
     JOB_STATE_SUCCEEDED: _ClassVar[JobState]
     JOB_STATE_FAILED: _ClassVar[JobState]
+    JOB_STATE_CANCELLED: _ClassVar[JobState]
 UNLEARN_METHOD_UNSPECIFIED: UnlearnMethod
 UNLEARN_METHOD_FIRST_ORDER: UnlearnMethod
 UNLEARN_METHOD_SECOND_ORDER: UnlearnMethod
@@ -36,6 +37,7 @@ JOB_STATE_QUEUED: JobState
 JOB_STATE_RUNNING: JobState
 JOB_STATE_SUCCEEDED: JobState
 JOB_STATE_FAILED: JobState
+JOB_STATE_CANCELLED: JobState
 
 class ModelVersion(_message.Message):
     __slots__ = ("model", "version", "parent_version", "checkpoint", "manifest", "manifest_sha256", "card_json", "created_at", "lineage")
@@ -205,3 +207,9 @@ class EvaluateResponse(_message.Message):
     METRICS_FIELD_NUMBER: _ClassVar[int]
     metrics: _containers.ScalarMap[str, float]
     def __init__(self, metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class CancelJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...

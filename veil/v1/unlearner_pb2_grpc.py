@@ -74,6 +74,11 @@ class UnlearnerStub:
                 request_serializer=veil_dot_v1_dot_unlearner__pb2.EvaluateRequest.SerializeToString,
                 response_deserializer=veil_dot_v1_dot_unlearner__pb2.EvaluateResponse.FromString,
                 _registered_method=True)
+        self.CancelJob = channel.unary_unary(
+                '/veil.v1.Unlearner/CancelJob',
+                request_serializer=veil_dot_v1_dot_unlearner__pb2.CancelJobRequest.SerializeToString,
+                response_deserializer=veil_dot_v1_dot_unlearner__pb2.Job.FromString,
+                _registered_method=True)
 
 
 class UnlearnerServicer:
@@ -141,6 +146,15 @@ class UnlearnerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelJob(self, request, context):
+        """Cancel a job: a queued one never starts, a running one stops at its next progress report
+        (an epoch or a solver iteration) and writes no version; both end CANCELLED. A job that has
+        already ended is returned unchanged. Errors: NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UnlearnerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -183,6 +197,11 @@ def add_UnlearnerServicer_to_server(servicer, server):
                     servicer.Evaluate,
                     request_deserializer=veil_dot_v1_dot_unlearner__pb2.EvaluateRequest.FromString,
                     response_serializer=veil_dot_v1_dot_unlearner__pb2.EvaluateResponse.SerializeToString,
+            ),
+            'CancelJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelJob,
+                    request_deserializer=veil_dot_v1_dot_unlearner__pb2.CancelJobRequest.FromString,
+                    response_serializer=veil_dot_v1_dot_unlearner__pb2.Job.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -401,6 +420,33 @@ class Unlearner:
             '/veil.v1.Unlearner/Evaluate',
             veil_dot_v1_dot_unlearner__pb2.EvaluateRequest.SerializeToString,
             veil_dot_v1_dot_unlearner__pb2.EvaluateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/veil.v1.Unlearner/CancelJob',
+            veil_dot_v1_dot_unlearner__pb2.CancelJobRequest.SerializeToString,
+            veil_dot_v1_dot_unlearner__pb2.Job.FromString,
             options,
             channel_credentials,
             insecure,

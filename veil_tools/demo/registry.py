@@ -12,7 +12,7 @@ from veil.rpc import ChannelConfig, open_sync_channel, outgoing_metadata
 from veil.rpc.internal import INTERNAL_TOKEN_KEY
 from veil.v1 import common_pb2, unlearner_pb2, unlearner_pb2_grpc
 
-TERMINAL = (unlearner_pb2.JOB_STATE_SUCCEEDED, unlearner_pb2.JOB_STATE_FAILED)
+TERMINAL = (unlearner_pb2.JOB_STATE_SUCCEEDED, unlearner_pb2.JOB_STATE_FAILED, unlearner_pb2.JOB_STATE_CANCELLED)
 READ_SECONDS = 30.0
 
 
@@ -52,8 +52,9 @@ class Registry:
                 raise
         if job is None or job.state not in TERMINAL:
             raise FailedPrecondition(f"{job_id} did not end within {timeout:g} s")
-        if job.state == unlearner_pb2.JOB_STATE_FAILED:
-            raise FailedPrecondition(f"{job.kind} job {job_id} failed: {job.error}")
+        if job.state != unlearner_pb2.JOB_STATE_SUCCEEDED:
+            raise FailedPrecondition(f"{job.kind} job {job_id} ended {unlearner_pb2.JobState.Name(job.state)}: "
+                                     f"{job.error}")
         return job
 
     def versions(self, model: str) -> list[unlearner_pb2.ModelVersion]:

@@ -38,7 +38,7 @@ from collections.abc import Mapping, Sequence
 
 from veil.config import env_field
 from veil.errors import ConfigError, InvalidArgument
-from veil.privacy import PrivacySettings, require_epsilon
+from veil.privacy import MAX_EPSILON, PrivacySettings, require_epsilon
 from services.gateway.state.models import FeedbackKind, RoundRecord
 
 Budget = Mapping[str, float]
@@ -57,9 +57,9 @@ class ControllerConfig:
                                        "until the owner's answers bracket a value; in (0, 1)")
 
     def __post_init__(self) -> None:
-        if not 0 < self.eps_min < self.eps_max or not math.isfinite(self.eps_max):
+        if not 0 < self.eps_min < self.eps_max <= MAX_EPSILON:
             raise ConfigError(f"VEIL_EPS_MIN={self.eps_min!r}, VEIL_EPS_MAX={self.eps_max!r}: "
-                              f"need 0 < min < max < inf")
+                              f"need 0 < min < max <= {MAX_EPSILON:g}")
         if not 0 < self.more_factor < 1:
             raise ConfigError(f"VEIL_EPS_MORE_FACTOR={self.more_factor!r}: need 0 < factor < 1")
 

@@ -12,14 +12,16 @@ from veil.errors import DataLoss, InvalidArgument
 from veil.ledger import (
     AttributeSpend,
     IdentitySpend,
+    LedgerConfig,
     LedgerEvent,
     ReleaseSpend,
+    admissible_epsilon,
     calibrate_gaussian_noise_multiplier,
     compose,
     events_from_json,
     events_to_json,
 )
-from veil.privacy import Mechanism
+from veil.privacy import MAX_EPSILON, Mechanism
 from veil.privacy.mechanisms import randomized_response_noise_parameter
 
 DELTA = 1e-6
@@ -153,3 +155,11 @@ def test_spend_validation_and_json_roundtrip():
 def test_corrupt_stored_events_are_data_loss(corrupt):
     with pytest.raises(DataLoss):
         LedgerEvent.from_json(corrupt)
+
+
+def test_remaining_under_a_cap_far_above_one_release_is_the_most_one_release_may_spend():
+    """A cap of 1000 once made `remaining` ask dp-accounting about eps ~1000, whose randomized
+    response parameter overflows a float (an INTERNAL error on every accept)."""
+    spent = AttributeSpend("Male", Mechanism.RANDOMIZED_RESPONSE, 1.0).event()
+    assert admissible_epsilon([spent], LedgerConfig(cap=1000.0)) == MAX_EPSILON
+    assert admissible_epsilon([], LedgerConfig(cap=1000.0)) == MAX_EPSILON

@@ -22,7 +22,7 @@ from dp_accounting.privacy_accountant import NeighboringRelation
 from veil.config import env_field
 from veil.errors import ConfigError, FailedPrecondition
 from veil.ledger.events import LedgerEvent
-from veil.privacy import ATTRIBUTE_MECHANISMS, MECHANISMS
+from veil.privacy import ATTRIBUTE_MECHANISMS, MAX_EPSILON, MECHANISMS
 
 # What a charge at exactly the cap may compose to above it from the order of the convolutions: a
 # remaining budget is only reported where it is admitted with this much to spare.
@@ -104,7 +104,7 @@ def admissible_epsilon(events: Sequence[LedgerEvent], config: LedgerConfig) -> f
     (multiples of `config.discretization`) at which a release of one more attribute, by any
     attribute mechanism, passes the cap check. Composition is not additive, so cap minus the
     composed eps can be a hair above what is admitted (0.500007 reported, 0.5 refused); this
-    value is admitted by construction."""
+    value is admitted by construction. It is at most MAX_EPSILON, the most one release may spend."""
     grid = config.discretization
     spent = ReplaceOneAccountant(value_discretization_interval=grid)
     for event in events:
@@ -124,7 +124,9 @@ def admissible_epsilon(events: Sequence[LedgerEvent], config: LedgerConfig) -> f
 
     # Start at cap minus the composed eps (admitted unless composition is super-additive here)
     # and bisect below it otherwise: admission is monotone in the epsilon.
-    low, high = 0, math.floor((config.cap - composed) / grid)
+    # No release may spend more than MAX_EPSILON, so remaining never reports more (a cap far above
+    # it would otherwise ask dp-accounting about eps whose parameters overflow a float).
+    low, high = 0, math.floor(min(config.cap - composed, MAX_EPSILON) / grid)
     if high <= 0 or admitted(high):
         return round(max(high, 0) * grid, 9)
     while high - low > 1:

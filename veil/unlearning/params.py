@@ -21,12 +21,12 @@ from dataclasses import asdict, dataclass
 
 from veil.errors import InvalidArgument, quoted
 
-MAX_EPOCHS = 1000
-MAX_ITERATIONS = 1000
+MAX_EPOCHS = 10_000
+MAX_ITERATIONS = 10_000
 MAX_HESSIAN_SAMPLES = 8192
 MAX_LAST_K_LAYERS = 64
 MAX_BATCH_SIZE = 4096
-MAX_TAU = 1.0
+MAX_TAU = 1e3
 MAX_DAMPING = 1e6
 MAX_SCALE = 1e9
 MAX_UPDATE_RATIO = 100.0

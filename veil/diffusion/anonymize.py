@@ -7,6 +7,10 @@ implied by a protected one from their distribution given the released value (pos
 release z_sem through the Gaussian mechanism when identity is protected, re-draw a fraction rho
 of x_T, and decode with guidance towards the released attributes. Each output carries a
 `Receipt` of what was spent; the original attribute values never leave this module.
+
+Whether the decoded image itself is covered by the receipt's eps (identity mechanism, rho 1,
+null guidance) is decided once, by veil.privacy.guarantee.image_level_guarantee, and recorded in
+the plan and the receipt; a null-guided plan does not even hold the original attributes.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from veil.errors import InvalidArgument, quoted
 from veil.ledger import AttributeSpend, IdentitySpend, ReleaseSpend
 from veil.privacy import (IDENTITY_DELTA, IDENTITY_MECHANISM, MECHANISMS, PrivacySettings, require_attributes,
                           require_candidates, require_seed)
+from veil.privacy.guarantee import SOURCE_GUIDANCE, image_level_guarantee
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -57,6 +62,8 @@ class Receipt:
     input_sha256: str
     created_at: float = field(default_factory=time.time)
     decode_tries: int = 1  # decodes until the image read as the released values (veil.diffusion.verify)
+    # veil.privacy.guarantee: the image, not only the released values, is bounded by these eps.
+    image_level_guarantee: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,11 +107,15 @@ class ReleasePlan:
     seed: int
     hashes: list[str]
     released: torch.Tensor  # (N*K, A) attributes fed to the decoder
-    source: torch.Tensor  # (N*K, A) the predicted attributes (the guidance base)
+    # (N*K, A) the ORIGINAL predicted attributes, only under "source" guidance (its base): a
+    # null-guided plan holds nothing of the original but what its mechanisms released and, when
+    # rho < 1, part of x_T.
+    source: torch.Tensor | None
     z: torch.Tensor  # (N*K, d) released latents
     x_start: torch.Tensor  # (N*K, 3, H, W)
     calibration: GaussianCalibration | None
     implied: tuple[str, ...]
+    image_level_guarantee: bool
 
     def __len__(self) -> int:
         return self.released.shape[0]
@@ -229,15 +240,18 @@ class Anonymizer:
             release_identity = MECHANISMS[IDENTITY_MECHANISM].release_function()
             z_rows = release_identity(z_rows, calibration, model.encoder.radius, gen)
         x_rows = resample_start(x_rows, settings.rho, gen)
-        return ReleasePlan(settings, k, seed, prepared.hashes, released, prepared.predicted[rows], z_rows, x_rows,
-                           calibration, tuple(implied))
+        base = self.sampling.guidance_base
+        source = prepared.predicted[rows] if base == SOURCE_GUIDANCE else None
+        return ReleasePlan(settings, k, seed, prepared.hashes, released, source, z_rows, x_rows,
+                           calibration, tuple(implied), image_level_guarantee(settings, base))
 
     @torch.no_grad()
     def decode(self, plans: Sequence[ReleasePlan], progress: ProgressFn | None = None) -> list[list[np.ndarray]]:
         """Decode the rows of several plans in shared batches; pixels per plan, in row order."""
         model = self.model
         released = torch.cat([p.released for p in plans])
-        source = torch.cat([p.source for p in plans])
+        sources = [p.source for p in plans if p.source is not None]
+        source = torch.cat(sources) if self.sampling.guidance_base == SOURCE_GUIDANCE else None
         z_rows = torch.cat([p.z for p in plans])
         x_rows = torch.cat([p.x_start for p in plans])
         # A reconstruction is decoded without guidance, as it was inverted: its base is its own
@@ -249,7 +263,7 @@ class Anonymizer:
         for s in range(0, released.shape[0], self.max_batch):
             sl = slice(s, s + self.max_batch)
             cond = model.condition(z_rows[sl], released[sl])
-            if self.sampling.guidance_base == "source":
+            if source is not None:
                 base = model.condition(z_rows[sl], source[sl])
             else:
                 base = model.condition(z_rows[sl], released[sl], null=True)
@@ -273,6 +287,7 @@ class Anonymizer:
             identity_sigma=cal.sigma if cal else None,
             identity_noise_multiplier=cal.noise_multiplier if cal else None,
             rho=settings.rho, level=settings.level, seed=plan.seed, model_version=self.model_version,
+            image_level_guarantee=plan.image_level_guarantee,
         )
         results: list[list[AnonymizedImage]] = []
         for i, digest in enumerate(plan.hashes):

@@ -28,6 +28,7 @@ import torch
 
 from veil.diffusion.mechanisms import GaussianCalibration, calibrate_identity, resample_start
 from veil.diffusion.pipeline import DiffusionAutoencoder, SamplingConfig
+from veil.diffusion.verify import EditVerifier, VerifiedCandidate
 from veil.errors import InvalidArgument, quoted
 from veil.ledger import AttributeSpend, IdentitySpend, ReleaseSpend
 from veil.privacy import (IDENTITY_DELTA, IDENTITY_MECHANISM, MECHANISMS, PrivacySettings, require_attributes,
@@ -144,13 +145,17 @@ def to_uint8(images: torch.Tensor) -> list[np.ndarray]:
 class Anonymizer:
     """Diffusion-DP over one loaded model; thread-compatible, not thread-safe (one batch at a time)."""
 
-    def __init__(self, model: DiffusionAutoencoder, sampling: SamplingConfig | None = None, max_batch: int = 32) -> None:
+    def __init__(self, model: DiffusionAutoencoder, sampling: SamplingConfig | None = None, max_batch: int = 32,
+                 decode_tries: int = 0) -> None:
+        """`decode_tries`: decodes per candidate until it reads as released (veil.diffusion.verify);
+        0 offers every candidate as first decoded."""
         self.model = model
         self.sampling = sampling or model.card.sampling
         self.sampling.validate()
         if max_batch < 1:
             raise InvalidArgument(f"max_batch must be >= 1, got {max_batch}")
         self.max_batch = max_batch
+        self.verifier = EditVerifier(self, decode_tries) if decode_tries else None
 
     @property
     def model_version(self) -> str:
@@ -193,9 +198,11 @@ class Anonymizer:
     @torch.no_grad()
     def release(self, prepared: Prepared, settings: PrivacySettings, candidates: int = 1, seed: int | None = None,
                 progress: ProgressFn | None = None) -> list[list[AnonymizedImage]]:
-        """K candidates for each prepared image under `settings`."""
+        """K candidates for each prepared image under `settings`; with `decode_tries`, only the
+        verified ones (`offers` says why the others are not)."""
         plan = self.plan(prepared, settings, candidates, seed)
-        return self.receipts(plan, self.decode([plan], progress)[0])
+        offers = self.offers(plan, self.decode([plan], progress)[0])
+        return [[c.image for c in row if c.image is not None] for row in offers]
 
     @torch.no_grad()
     def plan(self, prepared: Prepared, settings: PrivacySettings, candidates: int = 1,
@@ -246,9 +253,17 @@ class Anonymizer:
                            calibration, tuple(implied), image_level_guarantee(settings, base))
 
     @torch.no_grad()
-    def decode(self, plans: Sequence[ReleasePlan], progress: ProgressFn | None = None) -> list[list[np.ndarray]]:
-        """Decode the rows of several plans in shared batches; pixels per plan, in row order."""
+    def decode(self, plans: Sequence[ReleasePlan], progress: ProgressFn | None = None,
+               sampling: SamplingConfig | None = None) -> list[list[np.ndarray]]:
+        """Decode the rows of several plans in shared batches; pixels per plan, in row order.
+
+        `sampling` may change the guidance weight (verified edits retry with stronger guidance),
+        never its base: the plans were made for this anonymizer's.
+        """
         model = self.model
+        sampling = sampling or self.sampling
+        if sampling.guidance_base != self.sampling.guidance_base:
+            raise InvalidArgument("a plan decodes with the guidance base it was planned for")
         released = torch.cat([p.released for p in plans])
         sources = [p.source for p in plans if p.source is not None]
         source = torch.cat(sources) if self.sampling.guidance_base == SOURCE_GUIDANCE else None
@@ -268,7 +283,7 @@ class Anonymizer:
             else:
                 base = model.condition(z_rows[sl], released[sl], null=True)
             base = torch.where(unguided[sl], cond, base)
-            outputs.append(model.decode(x_rows[sl], cond, base, self.sampling, progress))
+            outputs.append(model.decode(x_rows[sl], cond, base, sampling, progress))
         pixels = to_uint8(torch.cat(outputs))
         out: list[list[np.ndarray]] = []
         start = 0
@@ -276,6 +291,19 @@ class Anonymizer:
             out.append(pixels[start:start + len(plan)])
             start += len(plan)
         return out
+
+    @torch.no_grad()
+    def read_attributes(self, pixels: Sequence[np.ndarray]) -> torch.Tensor:
+        """The attribute classifier's logits (N, A) of decoded images."""
+        return self.model.attribute_logits(to_tensor(pixels, self.model.image_size).to(self.model.device))
+
+    @torch.no_grad()
+    def offers(self, plan: ReleasePlan, pixels: Sequence[np.ndarray]) -> list[list[VerifiedCandidate]]:
+        """A decoded plan's candidates with their receipts, verified when `decode_tries` is set:
+        [image][candidate]. Call it per plan after a batch decoded several plans together."""
+        if self.verifier is not None:
+            return self.verifier.verify(plan, pixels)
+        return [[VerifiedCandidate(item, 1, (), item.receipt) for item in row] for row in self.receipts(plan, pixels)]
 
     def receipts(self, plan: ReleasePlan, pixels: Sequence[np.ndarray]) -> list[list[AnonymizedImage]]:
         """Pair a plan's decoded pixels with their receipts: [image][candidate]."""

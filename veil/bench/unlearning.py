@@ -446,13 +446,14 @@ def bar_summary(rows: list[dict]) -> list[str]:
     setting land on retraining, fast enough; first order's and fine-tuning's figures beside."""
     references = {r["fraction"]: r for r in rows if r["method"] == "retrain"}
     parents = {r["fraction"]: r for r in rows if r["method"] == "none"}
-    lines = []
+    lines, discriminating_at = [], {}
     for fraction, reference in sorted(references.items()):
         parent = parents[fraction]
         canary_margin = parent["canary_success"] - reference["canary_success"]
         mia_margin = parent["mia_auc"] - reference["mia_auc"]
         discriminating = (canary_margin >= BARS["parent_canary_margin"]
                           and mia_margin >= BARS["parent_mia_margin"])
+        discriminating_at[fraction] = discriminating
         lines.append(
             f"setup at {fraction:.0%}: parent - retrain = {100 * canary_margin:+.1f} pt canary success "
             f"(bar {100 * BARS['parent_canary_margin']:.0f}), {mia_margin:+.3f} MIA AUC "
@@ -477,7 +478,10 @@ def bar_summary(rows: list[dict]) -> list[str]:
                    row["speedup"] >= BARS["second_order_speedup"])]
         text = "; ".join(f"{t} {'ok' if ok else 'MISSED'}" for t, ok in checks)
         if row["method"].startswith("second"):
-            lines.append(f"{where}: {'pass' if all(ok for _, ok in checks) else 'MISS'} ({text})")
+            # Landing near retraining proves nothing where the parent lands there too.
+            verdict = ("pass" if all(ok for _, ok in checks) else "MISS") if discriminating_at[row["fraction"]] \
+                else "UNTESTED (setup not discriminating)"
+            lines.append(f"{where}: {verdict} ({text})")
         else:
             lines.append(f"{where} (no bar; beside it): {text}")
     return lines

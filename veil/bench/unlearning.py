@@ -6,7 +6,7 @@ MANY epochs (a memorising regime), so a loss-based membership attack tells its t
 from held-out faces. Some training originals are canaries (veil.unlearning.canary): they carry a
 small patch and their Eyeglasses label is set to 1, so the parent learns "patch -> glasses".
 
-Then 1% and 5% of the training images - all training photos of randomly chosen subjects, nested,
+Then 5% and 10% (configurable; issue 14 names 1% and 5%) of the training images - all training photos of randomly chosen subjects, nested,
 and always including every canary (the canaries are the smallest setting's originals) - are
 replaced by protected versions, and every method updates the parent: retraining from scratch (the
 reference), first order, second order (CG, LiSSA, last k layers, all layers), fine-tuning; the
@@ -65,24 +65,26 @@ MODELS = {"small": ((16, 32, 64), 64), "large": ((32, 64, 128, 256), 512)}
 
 @dataclass(frozen=True)
 class BenchConfig:
-    # One photo per subject is trained on, one held out: a small set, trained on long, memorises.
-    identities: int = 1000
+    # One photo per subject is trained on, one held out: a small set, trained on long, memorises
+    # (the defaults are the smallest setup measured to discriminate on the 2-core CPU; issue 14's
+    # 1% setting needs --identities 1500 --fractions 0.01 0.05 for as many canaries).
+    identities: int = 300
     per_identity: int = 2
-    size: int = 32
+    size: int = 16
     model: str = "small"
     seed: int = 1
     tuning_seed: int = 0
     tune: bool = True
-    fractions: tuple[float, ...] = (0.01, 0.05)
+    fractions: tuple[float, ...] = (0.05, 0.10)
     protected: str = "Male"
     # None: every replacement flips the protected attribute; else randomized response at epsilon.
     epsilon: float | None = None
-    epochs: int = 60
+    epochs: int = 150
     canary_attribute: str = "Eyeglasses"
     canary_label: int = 1
-    canary_size: int = 5
+    canary_size: int = 4
     # Shadow models of the likelihood-ratio attack (each trained on half the non-target images).
-    shadows: int = 4
+    shadows: int = 2
     # Methods to run, by label (see method_table).
     methods: tuple[str, ...] = ("first", "second-cg", "second-cg-k1", "second-cg-all", "second-lissa",
                                 "finetune")

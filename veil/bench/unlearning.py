@@ -6,8 +6,9 @@ MANY epochs (a memorising regime), so a loss-based membership attack tells its t
 from held-out faces. Some training originals are canaries (veil.unlearning.canary): they carry a
 small patch and their Eyeglasses label is set to 1, so the parent learns "patch -> glasses".
 
-Then 5% and 10% (configurable; issue 14 names 1% and 5%) of the training images - all training photos of randomly chosen subjects, nested,
-and always including every canary (the canaries are the smallest setting's originals) - are
+Then 5% and 10% (configurable; issue 14 names 1% and 5%) of the training images - all training
+photos of randomly chosen subjects, nested, and always including every canary (the canaries are
+the smallest setting's originals) - are
 replaced by protected versions, and every method updates the parent: retraining from scratch (the
 reference), first order, second order (CG, LiSSA, last k layers, all layers), fine-tuning; the
 parent itself is listed as "none". For each: canary success and exposure, membership AUC on the

@@ -134,6 +134,9 @@ def test_model_info(local, tiny_model_dir: Path) -> None:
             assert list(male.mechanisms) == [common_pb2.MECHANISM_RANDOMIZED_RESPONSE, common_pb2.MECHANISM_LAPLACE]
             assert [lv.level for lv in info.levels] == list(range(11))
             assert (info.levels[0].attribute_epsilon, info.levels[10].attribute_epsilon) == (0.0, 0.25)
+            # The tiny model guides against the original's attributes: no level claims the image.
+            assert card["sampling"]["guidance_base"] == "source"
+            assert not any(lv.image_level_guarantee for lv in info.levels)
     run(scenario())
 
 

@@ -16,7 +16,8 @@ def test_receipts_round_trip(identity: bool) -> None:
         resampled=("No_Beard",), identity_epsilon=8.0 if identity else None,
         identity_delta=1e-5 if identity else None, identity_sigma=3.2 if identity else None,
         identity_noise_multiplier=0.8 if identity else None, rho=0.3, level=-1, seed=2**62, candidate=2,
-        model_version="v", input_sha256="ab" * 32, created_at=1700000000.123456)
+        model_version="v", input_sha256="ab" * 32, created_at=1700000000.123456,
+        image_level_guarantee=identity, decode_tries=3 if identity else 1)
     back = receipt_from_proto(receipt_to_proto(receipt))
     assert back == receipt
     assert back.spend() == receipt.spend()

@@ -7,6 +7,10 @@ implied by a protected one from their distribution given the released value (pos
 release z_sem through the Gaussian mechanism when identity is protected, re-draw a fraction rho
 of x_T, and decode with guidance towards the released attributes. Each output carries a
 `Receipt` of what was spent; the original attribute values never leave this module.
+
+Whether the decoded image itself is covered by the receipt's eps (identity mechanism, rho 1,
+null guidance) is decided once, by veil.privacy.guarantee.image_level_guarantee, and recorded in
+the plan and the receipt; a null-guided plan does not even hold the original attributes.
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ import torch
 
 from veil.diffusion.mechanisms import GaussianCalibration, calibrate_identity, resample_start
 from veil.diffusion.pipeline import DiffusionAutoencoder, SamplingConfig
+from veil.diffusion.verify import EditVerifier, VerifiedCandidate
 from veil.errors import InvalidArgument, quoted
 from veil.ledger import AttributeSpend, IdentitySpend, ReleaseSpend
 from veil.privacy import (IDENTITY_DELTA, IDENTITY_MECHANISM, MECHANISMS, PrivacySettings, require_attributes,
                           require_candidates, require_seed)
+from veil.privacy.guarantee import SOURCE_GUIDANCE, image_level_guarantee
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -57,6 +63,8 @@ class Receipt:
     input_sha256: str
     created_at: float = field(default_factory=time.time)
     decode_tries: int = 1  # decodes until the image read as the released values (veil.diffusion.verify)
+    # veil.privacy.guarantee: the image, not only the released values, is bounded by these eps.
+    image_level_guarantee: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,11 +108,15 @@ class ReleasePlan:
     seed: int
     hashes: list[str]
     released: torch.Tensor  # (N*K, A) attributes fed to the decoder
-    source: torch.Tensor  # (N*K, A) the predicted attributes (the guidance base)
+    # (N*K, A) the ORIGINAL predicted attributes, only under "source" guidance (its base): a
+    # null-guided plan holds nothing of the original but what its mechanisms released and, when
+    # rho < 1, part of x_T.
+    source: torch.Tensor | None
     z: torch.Tensor  # (N*K, d) released latents
     x_start: torch.Tensor  # (N*K, 3, H, W)
     calibration: GaussianCalibration | None
     implied: tuple[str, ...]
+    image_level_guarantee: bool
 
     def __len__(self) -> int:
         return self.released.shape[0]
@@ -133,13 +145,17 @@ def to_uint8(images: torch.Tensor) -> list[np.ndarray]:
 class Anonymizer:
     """Diffusion-DP over one loaded model; thread-compatible, not thread-safe (one batch at a time)."""
 
-    def __init__(self, model: DiffusionAutoencoder, sampling: SamplingConfig | None = None, max_batch: int = 32) -> None:
+    def __init__(self, model: DiffusionAutoencoder, sampling: SamplingConfig | None = None, max_batch: int = 32,
+                 decode_tries: int = 0) -> None:
+        """`decode_tries`: decodes per candidate until it reads as released (veil.diffusion.verify);
+        0 offers every candidate as first decoded."""
         self.model = model
         self.sampling = sampling or model.card.sampling
         self.sampling.validate()
         if max_batch < 1:
             raise InvalidArgument(f"max_batch must be >= 1, got {max_batch}")
         self.max_batch = max_batch
+        self.verifier = EditVerifier(self, decode_tries) if decode_tries else None
 
     @property
     def model_version(self) -> str:
@@ -182,9 +198,11 @@ class Anonymizer:
     @torch.no_grad()
     def release(self, prepared: Prepared, settings: PrivacySettings, candidates: int = 1, seed: int | None = None,
                 progress: ProgressFn | None = None) -> list[list[AnonymizedImage]]:
-        """K candidates for each prepared image under `settings`."""
+        """K candidates for each prepared image under `settings`; with `decode_tries`, only the
+        verified ones (`offers` says why the others are not)."""
         plan = self.plan(prepared, settings, candidates, seed)
-        return self.receipts(plan, self.decode([plan], progress)[0])
+        offers = self.offers(plan, self.decode([plan], progress)[0])
+        return [[c.image for c in row if c.image is not None] for row in offers]
 
     @torch.no_grad()
     def plan(self, prepared: Prepared, settings: PrivacySettings, candidates: int = 1,
@@ -229,15 +247,26 @@ class Anonymizer:
             release_identity = MECHANISMS[IDENTITY_MECHANISM].release_function()
             z_rows = release_identity(z_rows, calibration, model.encoder.radius, gen)
         x_rows = resample_start(x_rows, settings.rho, gen)
-        return ReleasePlan(settings, k, seed, prepared.hashes, released, prepared.predicted[rows], z_rows, x_rows,
-                           calibration, tuple(implied))
+        base = self.sampling.guidance_base
+        source = prepared.predicted[rows] if base == SOURCE_GUIDANCE else None
+        return ReleasePlan(settings, k, seed, prepared.hashes, released, source, z_rows, x_rows,
+                           calibration, tuple(implied), image_level_guarantee(settings, base))
 
     @torch.no_grad()
-    def decode(self, plans: Sequence[ReleasePlan], progress: ProgressFn | None = None) -> list[list[np.ndarray]]:
-        """Decode the rows of several plans in shared batches; pixels per plan, in row order."""
+    def decode(self, plans: Sequence[ReleasePlan], progress: ProgressFn | None = None,
+               sampling: SamplingConfig | None = None) -> list[list[np.ndarray]]:
+        """Decode the rows of several plans in shared batches; pixels per plan, in row order.
+
+        `sampling` may change the guidance weight (verified edits retry with stronger guidance),
+        never its base: the plans were made for this anonymizer's.
+        """
         model = self.model
+        sampling = sampling or self.sampling
+        if sampling.guidance_base != self.sampling.guidance_base:
+            raise InvalidArgument("a plan decodes with the guidance base it was planned for")
         released = torch.cat([p.released for p in plans])
-        source = torch.cat([p.source for p in plans])
+        sources = [p.source for p in plans if p.source is not None]
+        source = torch.cat(sources) if self.sampling.guidance_base == SOURCE_GUIDANCE else None
         z_rows = torch.cat([p.z for p in plans])
         x_rows = torch.cat([p.x_start for p in plans])
         # A reconstruction is decoded without guidance, as it was inverted: its base is its own
@@ -249,12 +278,12 @@ class Anonymizer:
         for s in range(0, released.shape[0], self.max_batch):
             sl = slice(s, s + self.max_batch)
             cond = model.condition(z_rows[sl], released[sl])
-            if self.sampling.guidance_base == "source":
+            if source is not None:
                 base = model.condition(z_rows[sl], source[sl])
             else:
                 base = model.condition(z_rows[sl], released[sl], null=True)
             base = torch.where(unguided[sl], cond, base)
-            outputs.append(model.decode(x_rows[sl], cond, base, self.sampling, progress))
+            outputs.append(model.decode(x_rows[sl], cond, base, sampling, progress))
         pixels = to_uint8(torch.cat(outputs))
         out: list[list[np.ndarray]] = []
         start = 0
@@ -262,6 +291,19 @@ class Anonymizer:
             out.append(pixels[start:start + len(plan)])
             start += len(plan)
         return out
+
+    @torch.no_grad()
+    def read_attributes(self, pixels: Sequence[np.ndarray]) -> torch.Tensor:
+        """The attribute classifier's logits (N, A) of decoded images."""
+        return self.model.attribute_logits(to_tensor(pixels, self.model.image_size).to(self.model.device))
+
+    @torch.no_grad()
+    def offers(self, plan: ReleasePlan, pixels: Sequence[np.ndarray]) -> list[list[VerifiedCandidate]]:
+        """A decoded plan's candidates with their receipts, verified when `decode_tries` is set:
+        [image][candidate]. Call it per plan after a batch decoded several plans together."""
+        if self.verifier is not None:
+            return self.verifier.verify(plan, pixels)
+        return [[VerifiedCandidate(item, 1, (), item.receipt) for item in row] for row in self.receipts(plan, pixels)]
 
     def receipts(self, plan: ReleasePlan, pixels: Sequence[np.ndarray]) -> list[list[AnonymizedImage]]:
         """Pair a plan's decoded pixels with their receipts: [image][candidate]."""
@@ -273,6 +315,7 @@ class Anonymizer:
             identity_sigma=cal.sigma if cal else None,
             identity_noise_multiplier=cal.noise_multiplier if cal else None,
             rho=settings.rho, level=settings.level, seed=plan.seed, model_version=self.model_version,
+            image_level_guarantee=plan.image_level_guarantee,
         )
         results: list[list[AnonymizedImage]] = []
         for i, digest in enumerate(plan.hashes):

@@ -30,6 +30,7 @@ def receipt_to_proto(receipt: Receipt) -> common_pb2.Receipt:
         rho=receipt.rho, level=receipt.level, seed=receipt.seed, model_version=receipt.model_version,
         input_sha256=receipt.input_sha256, created_at=created,
         resampled_attributes=receipt.resampled, candidate=receipt.candidate,
+        image_level_guarantee=receipt.image_level_guarantee, decode_tries=receipt.decode_tries,
     )
 
 
@@ -48,6 +49,7 @@ def receipt_from_proto(message: common_pb2.Receipt) -> Receipt:
         rho=message.rho, level=message.level, seed=message.seed, candidate=message.candidate,
         model_version=message.model_version, input_sha256=message.input_sha256,
         created_at=message.created_at.ToNanoseconds() / 1e9,
+        image_level_guarantee=message.image_level_guarantee, decode_tries=message.decode_tries or 1,
     )
 
 
@@ -59,7 +61,7 @@ def model_info_to_proto(card: DiffusionModelCard, *, sampling_steps: int, runtim
         attributes=[anonymizer_pb2.AttributeInfo(name=name, mechanisms=[mechanism_to_proto(m) for m in ATTRIBUTE_MECHANISMS],
                                                  implied_by_protection=card.implied.get(name, []))
                     for name in card.attribute_names],
-        levels=levels_to_proto(),
+        levels=levels_to_proto(card.sampling.guidance_base),
         default_level=DEFAULT_LEVEL,
         identity_delta=IDENTITY_DELTA,
         max_candidates=MAX_CANDIDATES,

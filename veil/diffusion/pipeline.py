@@ -29,6 +29,7 @@ from diffusers import DDIMInverseScheduler, DDIMScheduler, UNet2DModel
 from veil.diffusion.models import AttributeClassifier, Conditioner, SemanticEncoder
 from veil.errors import InvalidArgument, NotFound, quoted
 from veil.files import atomic_directory
+from veil.privacy.guarantee import GUIDANCE_BASES
 
 CARD_FILE = "model_card.json"
 COMPONENTS = {
@@ -62,7 +63,9 @@ class SamplingConfig:
 
     steps: int = 20
     guidance: float = 3.0
-    guidance_base: str = "source"  # "source" or "null"
+    # "source": guidance away from the original's predicted attributes (no image-level guarantee,
+    # veil.privacy.guarantee); "null": away from the null condition.
+    guidance_base: str = "source"
     # 1.0: full DDIM inversion to x_T. Edits need most of it: on the shipped model (null guidance)
     # 0.8 left Male unrealised in a quarter of the flips; 0.9 with guidance 6 realised nearly all
     # and kept the other attributes closer than 1.0 did.
@@ -73,7 +76,7 @@ class SamplingConfig:
             raise InvalidArgument(f"sampling steps must be in 1..1000, got {self.steps}")
         if not 0.0 <= self.guidance <= 20.0:
             raise InvalidArgument(f"guidance must be in 0..20, got {self.guidance}")
-        if self.guidance_base not in ("source", "null"):
+        if self.guidance_base not in GUIDANCE_BASES:
             raise InvalidArgument(f"guidance_base must be 'source' or 'null', got {quoted(self.guidance_base)}")
         if not 0.0 < self.invert_fraction <= 1.0:
             raise InvalidArgument(f"invert_fraction must be in (0, 1], got {self.invert_fraction}")

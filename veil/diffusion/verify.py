@@ -7,20 +7,35 @@ guidance; its receipt records how many decodes it took. One that never agrees is
 its place holds the attributes that still read otherwise. The released values never change
 between tries (re-drawing them until an edit "works" would spend budget the receipt does not
 show), so the retries are post-processing of the release.
+
+The retries draw from their own stream, seeded from a hash of the plan's seed: a generator
+seeded with the plan's seed itself would replay the mechanism's coins, and noise that is a
+function of the coin and the released value is a function of the original value.
+
+`Anonymizer.offers` applies this per plan when the anonymizer is configured with `decode_tries`,
+so a batch that decoded the plans of several requests together verifies each plan after it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from veil.diffusion.anonymize import AnonymizedImage, Anonymizer, Prepared, ReleasePlan, to_tensor
 from veil.diffusion.mechanisms import resample_start
 from veil.errors import InvalidArgument
 from veil.privacy import Mechanism, PrivacySettings
+
+if TYPE_CHECKING:  # anonymize imports this module to verify its own plans
+    from veil.diffusion.anonymize import AnonymizedImage, Anonymizer, Prepared, Receipt, ReleasePlan
+
+MAX_TRIES = 10
+MAX_GUIDANCE = 20.0  # SamplingConfig's bound
 
 
 @dataclass(frozen=True)
@@ -28,43 +43,58 @@ class VerifiedCandidate:
     image: AnonymizedImage | None  # None: never read as released, not offered
     tries: int
     disagreeing: tuple[str, ...]  # the attributes a refused candidate still reads otherwise
+    receipt: Receipt  # with decode_tries; a refused candidate's too (its release was drawn)
 
     @property
     def offered(self) -> bool:
         return self.image is not None
 
 
+def require_tries(max_tries: int, what: str = "max_tries") -> int:
+    if isinstance(max_tries, bool) or not isinstance(max_tries, int) or not 1 <= max_tries <= MAX_TRIES:
+        raise InvalidArgument(f"{what} must be an integer in 1..{MAX_TRIES}, got {max_tries!r}")
+    return max_tries
+
+
+def _retry_generator(seed: int) -> torch.Generator:
+    digest = hashlib.sha256(b"veil.diffusion.verify:" + seed.to_bytes(8, "big")).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "big") >> 1)
+
+
 class EditVerifier:
     def __init__(self, anonymizer: Anonymizer, max_tries: int = 3, guidance_step: float = 2.0,
                  retry_rho: float = 0.5) -> None:
-        if max_tries < 1:
-            raise InvalidArgument(f"max_tries must be >= 1, got {max_tries}")
         self.anonymizer = anonymizer
-        self.max_tries = max_tries
+        self.max_tries = require_tries(max_tries)
         self.guidance_step = guidance_step
         self.retry_rho = retry_rho
 
     def release(self, prepared: Prepared, privacy: PrivacySettings, candidates: int = 1,
                 seed: int | None = None) -> list[list[VerifiedCandidate]]:
         """K verified candidates per prepared image: [image][candidate]."""
+        plan = self.anonymizer.plan(prepared, privacy, candidates, seed)
+        return self.verify(plan, self.anonymizer.decode([plan])[0])
+
+    def verify(self, plan: ReleasePlan, pixels: Sequence[np.ndarray]) -> list[list[VerifiedCandidate]]:
+        """The plan's decoded `pixels` checked, re-decoding the rows that disagree: [image][candidate]."""
         anonymizer = self.anonymizer
-        plan = anonymizer.plan(prepared, privacy, candidates, seed)
-        pixels = list(anonymizer.decode([plan])[0])
+        pixels = list(pixels)
         checked = self._checked(plan)
         tries = np.ones(len(plan), dtype=int)
         wrong = self._disagreeing(plan, pixels, checked)
-        gen = torch.Generator().manual_seed(plan.seed)
+        gen = _retry_generator(plan.seed)
         for attempt in range(1, self.max_tries):
             rows = np.flatnonzero(wrong.any(axis=1))
             if len(rows) == 0:
                 break
-            sampling = dataclasses.replace(anonymizer.sampling,
-                                           guidance=min(20.0, anonymizer.sampling.guidance + attempt * self.guidance_step))
-            stronger = Anonymizer(anonymizer.model, sampling, anonymizer.max_batch)
+            guidance = min(MAX_GUIDANCE, anonymizer.sampling.guidance + attempt * self.guidance_step)
             index = torch.from_numpy(rows).to(plan.released.device)
-            retry = dataclasses.replace(plan, released=plan.released[index], source=plan.source[index], z=plan.z[index],
-                                        x_start=resample_start(plan.x_start[index], self.retry_rho, gen))
-            for r, image in zip(rows, stronger.decode([retry])[0]):
+            retry = dataclasses.replace(
+                plan, released=plan.released[index], z=plan.z[index],
+                source=None if plan.source is None else plan.source[index],
+                x_start=resample_start(plan.x_start[index], self.retry_rho, gen))
+            decoded = anonymizer.decode([retry], sampling=dataclasses.replace(anonymizer.sampling, guidance=guidance))
+            for r, image in zip(rows, decoded[0]):
                 pixels[r] = image
             tries[rows] += 1
             wrong[rows] = self._disagreeing(retry, [pixels[r] for r in rows], checked)
@@ -75,9 +105,9 @@ class EditVerifier:
             for c, item in enumerate(row):
                 r = i * plan.candidates + c
                 bad = tuple(names[j] for j, w in zip(checked, wrong[r]) if w)
-                image = None if bad else dataclasses.replace(item, receipt=dataclasses.replace(item.receipt,
-                                                                                             decode_tries=int(tries[r])))
-                verified.append(VerifiedCandidate(image, int(tries[r]), bad))
+                receipt = dataclasses.replace(item.receipt, decode_tries=int(tries[r]))
+                image = None if bad else dataclasses.replace(item, receipt=receipt)
+                verified.append(VerifiedCandidate(image, int(tries[r]), bad, receipt))
             out.append(verified)
         return out
 
@@ -92,6 +122,5 @@ class EditVerifier:
         """(rows, checked) True where the classifier's reading differs from the released value."""
         if not checked:
             return np.zeros((len(pixels), 0), dtype=bool)
-        model = self.anonymizer.model
-        logits = model.attribute_logits(to_tensor(pixels, model.image_size).to(model.device))[:, checked]
+        logits = self.anonymizer.read_attributes(pixels)[:, checked]
         return ((logits >= 0) != (plan.released[:, checked] > 0)).cpu().numpy()

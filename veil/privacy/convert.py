@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from veil.errors import InvalidArgument
+from veil.privacy.guarantee import level_guarantee
 from veil.privacy.levels import DEFAULT_LEVEL, LEVELS, privacy_level
 from veil.privacy.mechanisms import MECHANISMS, Mechanism
 from veil.privacy.settings import PrivacySettings
@@ -64,7 +65,9 @@ def settings_to_proto(settings: PrivacySettings) -> common_pb2.PrivacySetting:
         identity_epsilon=settings.identity_epsilon or 0.0, rho=settings.rho))
 
 
-def levels_to_proto() -> list[anonymizer_pb2.PrivacyLevel]:
+def levels_to_proto(guidance_base: str) -> list[anonymizer_pb2.PrivacyLevel]:
+    """The level table as served by a model that guides against `guidance_base`."""
     return [anonymizer_pb2.PrivacyLevel(level=row.level, attribute_epsilon=row.attribute_epsilon or 0.0,
-                                        identity_epsilon=row.identity_epsilon or 0.0, rho=row.rho)
+                                        identity_epsilon=row.identity_epsilon or 0.0, rho=row.rho,
+                                        image_level_guarantee=level_guarantee(row, guidance_base))
             for row in LEVELS]

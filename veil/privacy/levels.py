@@ -13,6 +13,10 @@ decoder's attribute input (non-protected attributes moved by <= 4 points at rho 
 <= 8 the released z_sem is already nearly independent of the original (cosine ~0.1), so lower
 identity eps mostly buys ledger room, not a different image.
 
+Levels 5-10 are also the ones whose IMAGE is bounded by their eps (veil.privacy.guarantee), for a
+model that guides against the null condition: levels 1-4 keep the original z_sem or part of x_T.
+DEFAULT_LEVEL must be one of them (tests/test_image_guarantee.py).
+
 The numbers are a product choice checked by `veil eval` (the identity bar is measured at
 DEFAULT_LEVEL); the table is served by the anonymizer's GetModelInfo so clients can show it.
 `PrivacySettings.from_level` (veil.privacy.settings) is the one place a level becomes eps.

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from veil.v1 import common_pb2 as veil_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18veil/v1/anonymizer.proto\x12\x07veil.v1\x1a\x14veil/v1/common.proto\"\x15\n\x13GetModelInfoRequest\"d\n\rAttributeInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\nmechanisms\x18\x02 \x03(\x0e\x32\x12.veil.v1.Mechanism\x12\x1d\n\x15implied_by_protection\x18\x03 \x03(\t\"_\n\x0cPrivacyLevel\x12\r\n\x05level\x18\x01 \x01(\x05\x12\x19\n\x11\x61ttribute_epsilon\x18\x02 \x01(\x01\x12\x18\n\x10identity_epsilon\x18\x03 \x01(\x01\x12\x0b\n\x03rho\x18\x04 \x01(\x01\"\xc2\x02\n\tModelInfo\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x12\n\nimage_size\x18\x02 \x01(\x05\x12*\n\nattributes\x18\x03 \x03(\x0b\x32\x16.veil.v1.AttributeInfo\x12%\n\x06levels\x18\x04 \x03(\x0b\x32\x15.veil.v1.PrivacyLevel\x12\x15\n\rdefault_level\x18\x05 \x01(\x05\x12\x16\n\x0eidentity_delta\x18\x06 \x01(\x01\x12\x16\n\x0emax_candidates\x18\x07 \x01(\x05\x12\x0f\n\x07runtime\x18\x08 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\t \x01(\t\x12\x1e\n\x16max_images_per_request\x18\n \x01(\x05\x12\x17\n\x0fmax_image_bytes\x18\x0b \x01(\x03\x12\x16\n\x0esampling_steps\x18\x0c \x01(\x05\"\xf6\x01\n\x10\x41nonymizeRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\"\n\x06images\x18\x02 \x03(\x0b\x32\x12.veil.v1.ObjectRef\x12\x0f\n\x07protect\x18\x03 \x03(\t\x12(\n\x07privacy\x18\x04 \x01(\x0b\x32\x17.veil.v1.PrivacySetting\x12\x12\n\ncandidates\x18\x05 \x01(\x05\x12\x0c\n\x04seed\x18\x06 \x01(\x04\x12\x15\n\routput_prefix\x18\x07 \x01(\t\x12\x12\n\nsubject_id\x18\x08 \x01(\t\x12\"\n\x05\x66\x61\x63\x65s\x18\t \x03(\x0b\x32\x13.veil.v1.ImageFaces\"|\n\nImageFaces\x12\x11\n\tuse_boxes\x18\x01 \x01(\x08\x12\x1f\n\x05\x62oxes\x18\x02 \x03(\x0b\x32\x10.veil.v1.FaceBox\x12\x14\n\x0ckeep_indices\x18\x03 \x03(\x05\x12$\n\nkeep_boxes\x18\x04 \x03(\x0b\x32\x10.veil.v1.FaceBox\"\x97\x01\n\x16\x41nonymizeUploadRequest\x12,\n\x07request\x18\x01 \x01(\x0b\x32\x19.veil.v1.AnonymizeRequestH\x00\x12&\n\x05image\x18\x02 \x01(\x0b\x32\x15.veil.v1.UploadHeaderH\x00\x12\x1f\n\x05\x63hunk\x18\x03 \x01(\x0b\x32\x0e.veil.v1.ChunkH\x00\x42\x06\n\x04part\"\xf2\x01\n\tCandidate\x12\x13\n\x0bimage_index\x18\x01 \x01(\x05\x12\x17\n\x0f\x63\x61ndidate_index\x18\x02 \x01(\x05\x12 \n\x05image\x18\x03 \x01(\x0b\x32\x11.veil.v1.ImageRef\x12!\n\x07receipt\x18\x04 \x01(\x0b\x32\x10.veil.v1.Receipt\x12!\n\x05input\x18\x05 \x01(\x0b\x32\x12.veil.v1.ObjectRef\x12*\n\x0ereceipt_object\x18\x06 \x01(\x0b\x32\x12.veil.v1.ObjectRef\x12#\n\x05\x66\x61\x63\x65s\x18\x07 \x03(\x0b\x32\x14.veil.v1.FaceRelease\"i\n\x0e\x41nonymizeEvent\x12%\n\x08progress\x18\x01 \x01(\x0b\x32\x11.veil.v1.ProgressH\x00\x12\'\n\tcandidate\x18\x02 \x01(\x0b\x32\x12.veil.v1.CandidateH\x00\x42\x07\n\x05\x65vent2\xe2\x01\n\nAnonymizer\x12@\n\x0cGetModelInfo\x12\x1c.veil.v1.GetModelInfoRequest\x1a\x12.veil.v1.ModelInfo\x12\x41\n\tAnonymize\x12\x19.veil.v1.AnonymizeRequest\x1a\x17.veil.v1.AnonymizeEvent0\x01\x12O\n\x0f\x41nonymizeUpload\x12\x1f.veil.v1.AnonymizeUploadRequest\x1a\x17.veil.v1.AnonymizeEvent(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18veil/v1/anonymizer.proto\x12\x07veil.v1\x1a\x14veil/v1/common.proto\"\x15\n\x13GetModelInfoRequest\"d\n\rAttributeInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\nmechanisms\x18\x02 \x03(\x0e\x32\x12.veil.v1.Mechanism\x12\x1d\n\x15implied_by_protection\x18\x03 \x03(\t\"~\n\x0cPrivacyLevel\x12\r\n\x05level\x18\x01 \x01(\x05\x12\x19\n\x11\x61ttribute_epsilon\x18\x02 \x01(\x01\x12\x18\n\x10identity_epsilon\x18\x03 \x01(\x01\x12\x0b\n\x03rho\x18\x04 \x01(\x01\x12\x1d\n\x15image_level_guarantee\x18\x05 \x01(\x08\"\xc2\x02\n\tModelInfo\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x12\n\nimage_size\x18\x02 \x01(\x05\x12*\n\nattributes\x18\x03 \x03(\x0b\x32\x16.veil.v1.AttributeInfo\x12%\n\x06levels\x18\x04 \x03(\x0b\x32\x15.veil.v1.PrivacyLevel\x12\x15\n\rdefault_level\x18\x05 \x01(\x05\x12\x16\n\x0eidentity_delta\x18\x06 \x01(\x01\x12\x16\n\x0emax_candidates\x18\x07 \x01(\x05\x12\x0f\n\x07runtime\x18\x08 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\t \x01(\t\x12\x1e\n\x16max_images_per_request\x18\n \x01(\x05\x12\x17\n\x0fmax_image_bytes\x18\x0b \x01(\x03\x12\x16\n\x0esampling_steps\x18\x0c \x01(\x05\"\xf6\x01\n\x10\x41nonymizeRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\"\n\x06images\x18\x02 \x03(\x0b\x32\x12.veil.v1.ObjectRef\x12\x0f\n\x07protect\x18\x03 \x03(\t\x12(\n\x07privacy\x18\x04 \x01(\x0b\x32\x17.veil.v1.PrivacySetting\x12\x12\n\ncandidates\x18\x05 \x01(\x05\x12\x0c\n\x04seed\x18\x06 \x01(\x04\x12\x15\n\routput_prefix\x18\x07 \x01(\t\x12\x12\n\nsubject_id\x18\x08 \x01(\t\x12\"\n\x05\x66\x61\x63\x65s\x18\t \x03(\x0b\x32\x13.veil.v1.ImageFaces\"|\n\nImageFaces\x12\x11\n\tuse_boxes\x18\x01 \x01(\x08\x12\x1f\n\x05\x62oxes\x18\x02 \x03(\x0b\x32\x10.veil.v1.FaceBox\x12\x14\n\x0ckeep_indices\x18\x03 \x03(\x05\x12$\n\nkeep_boxes\x18\x04 \x03(\x0b\x32\x10.veil.v1.FaceBox\"\x97\x01\n\x16\x41nonymizeUploadRequest\x12,\n\x07request\x18\x01 \x01(\x0b\x32\x19.veil.v1.AnonymizeRequestH\x00\x12&\n\x05image\x18\x02 \x01(\x0b\x32\x15.veil.v1.UploadHeaderH\x00\x12\x1f\n\x05\x63hunk\x18\x03 \x01(\x0b\x32\x0e.veil.v1.ChunkH\x00\x42\x06\n\x04part\"\xf2\x01\n\tCandidate\x12\x13\n\x0bimage_index\x18\x01 \x01(\x05\x12\x17\n\x0f\x63\x61ndidate_index\x18\x02 \x01(\x05\x12 \n\x05image\x18\x03 \x01(\x0b\x32\x11.veil.v1.ImageRef\x12!\n\x07receipt\x18\x04 \x01(\x0b\x32\x10.veil.v1.Receipt\x12!\n\x05input\x18\x05 \x01(\x0b\x32\x12.veil.v1.ObjectRef\x12*\n\x0ereceipt_object\x18\x06 \x01(\x0b\x32\x12.veil.v1.ObjectRef\x12#\n\x05\x66\x61\x63\x65s\x18\x07 \x03(\x0b\x32\x14.veil.v1.FaceRelease\"i\n\x0e\x41nonymizeEvent\x12%\n\x08progress\x18\x01 \x01(\x0b\x32\x11.veil.v1.ProgressH\x00\x12\'\n\tcandidate\x18\x02 \x01(\x0b\x32\x12.veil.v1.CandidateH\x00\x42\x07\n\x05\x65vent2\xe2\x01\n\nAnonymizer\x12@\n\x0cGetModelInfo\x12\x1c.veil.v1.GetModelInfoRequest\x1a\x12.veil.v1.ModelInfo\x12\x41\n\tAnonymize\x12\x19.veil.v1.AnonymizeRequest\x1a\x17.veil.v1.AnonymizeEvent0\x01\x12O\n\x0f\x41nonymizeUpload\x12\x1f.veil.v1.AnonymizeUploadRequest\x1a\x17.veil.v1.AnonymizeEvent(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,19 +37,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ATTRIBUTEINFO']._serialized_start=82
   _globals['_ATTRIBUTEINFO']._serialized_end=182
   _globals['_PRIVACYLEVEL']._serialized_start=184
-  _globals['_PRIVACYLEVEL']._serialized_end=279
-  _globals['_MODELINFO']._serialized_start=282
-  _globals['_MODELINFO']._serialized_end=604
-  _globals['_ANONYMIZEREQUEST']._serialized_start=607
-  _globals['_ANONYMIZEREQUEST']._serialized_end=853
-  _globals['_IMAGEFACES']._serialized_start=855
-  _globals['_IMAGEFACES']._serialized_end=979
-  _globals['_ANONYMIZEUPLOADREQUEST']._serialized_start=982
-  _globals['_ANONYMIZEUPLOADREQUEST']._serialized_end=1133
-  _globals['_CANDIDATE']._serialized_start=1136
-  _globals['_CANDIDATE']._serialized_end=1378
-  _globals['_ANONYMIZEEVENT']._serialized_start=1380
-  _globals['_ANONYMIZEEVENT']._serialized_end=1485
-  _globals['_ANONYMIZER']._serialized_start=1488
-  _globals['_ANONYMIZER']._serialized_end=1714
+  _globals['_PRIVACYLEVEL']._serialized_end=310
+  _globals['_MODELINFO']._serialized_start=313
+  _globals['_MODELINFO']._serialized_end=635
+  _globals['_ANONYMIZEREQUEST']._serialized_start=638
+  _globals['_ANONYMIZEREQUEST']._serialized_end=884
+  _globals['_IMAGEFACES']._serialized_start=886
+  _globals['_IMAGEFACES']._serialized_end=1010
+  _globals['_ANONYMIZEUPLOADREQUEST']._serialized_start=1013
+  _globals['_ANONYMIZEUPLOADREQUEST']._serialized_end=1164
+  _globals['_CANDIDATE']._serialized_start=1167
+  _globals['_CANDIDATE']._serialized_end=1409
+  _globals['_ANONYMIZEEVENT']._serialized_start=1411
+  _globals['_ANONYMIZEEVENT']._serialized_end=1516
+  _globals['_ANONYMIZER']._serialized_start=1519
+  _globals['_ANONYMIZER']._serialized_end=1745
 # @@protoc_insertion_point(module_scope)

@@ -22,16 +22,18 @@ class AttributeInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., mechanisms: _Optional[_Iterable[_Union[_common_pb2.Mechanism, str]]] = ..., implied_by_protection: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PrivacyLevel(_message.Message):
-    __slots__ = ("level", "attribute_epsilon", "identity_epsilon", "rho")
+    __slots__ = ("level", "attribute_epsilon", "identity_epsilon", "rho", "image_level_guarantee")
     LEVEL_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTE_EPSILON_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_EPSILON_FIELD_NUMBER: _ClassVar[int]
     RHO_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_LEVEL_GUARANTEE_FIELD_NUMBER: _ClassVar[int]
     level: int
     attribute_epsilon: float
     identity_epsilon: float
     rho: float
-    def __init__(self, level: _Optional[int] = ..., attribute_epsilon: _Optional[float] = ..., identity_epsilon: _Optional[float] = ..., rho: _Optional[float] = ...) -> None: ...
+    image_level_guarantee: bool
+    def __init__(self, level: _Optional[int] = ..., attribute_epsilon: _Optional[float] = ..., identity_epsilon: _Optional[float] = ..., rho: _Optional[float] = ..., image_level_guarantee: _Optional[bool] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
     __slots__ = ("model_version", "image_size", "attributes", "levels", "default_level", "identity_delta", "max_candidates", "runtime", "device", "max_images_per_request", "max_image_bytes", "sampling_steps")

@@ -118,7 +118,7 @@ class AttributeRelease(_message.Message):
     def __init__(self, attribute: _Optional[str] = ..., mechanism: _Optional[_Union[Mechanism, str]] = ..., epsilon: _Optional[float] = ..., released_value: _Optional[float] = ...) -> None: ...
 
 class Receipt(_message.Message):
-    __slots__ = ("receipt_id", "attributes", "identity_epsilon", "identity_delta", "identity_sigma", "rho", "level", "seed", "model_version", "input_sha256", "created_at", "identity_noise_multiplier", "resampled_attributes", "candidate")
+    __slots__ = ("receipt_id", "attributes", "identity_epsilon", "identity_delta", "identity_sigma", "rho", "level", "seed", "model_version", "input_sha256", "created_at", "identity_noise_multiplier", "resampled_attributes", "candidate", "image_level_guarantee", "decode_tries")
     RECEIPT_ID_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_EPSILON_FIELD_NUMBER: _ClassVar[int]
@@ -133,6 +133,8 @@ class Receipt(_message.Message):
     IDENTITY_NOISE_MULTIPLIER_FIELD_NUMBER: _ClassVar[int]
     RESAMPLED_ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_LEVEL_GUARANTEE_FIELD_NUMBER: _ClassVar[int]
+    DECODE_TRIES_FIELD_NUMBER: _ClassVar[int]
     receipt_id: str
     attributes: _containers.RepeatedCompositeFieldContainer[AttributeRelease]
     identity_epsilon: float
@@ -147,7 +149,9 @@ class Receipt(_message.Message):
     identity_noise_multiplier: float
     resampled_attributes: _containers.RepeatedScalarFieldContainer[str]
     candidate: int
-    def __init__(self, receipt_id: _Optional[str] = ..., attributes: _Optional[_Iterable[_Union[AttributeRelease, _Mapping]]] = ..., identity_epsilon: _Optional[float] = ..., identity_delta: _Optional[float] = ..., identity_sigma: _Optional[float] = ..., rho: _Optional[float] = ..., level: _Optional[int] = ..., seed: _Optional[int] = ..., model_version: _Optional[str] = ..., input_sha256: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., identity_noise_multiplier: _Optional[float] = ..., resampled_attributes: _Optional[_Iterable[str]] = ..., candidate: _Optional[int] = ...) -> None: ...
+    image_level_guarantee: bool
+    decode_tries: int
+    def __init__(self, receipt_id: _Optional[str] = ..., attributes: _Optional[_Iterable[_Union[AttributeRelease, _Mapping]]] = ..., identity_epsilon: _Optional[float] = ..., identity_delta: _Optional[float] = ..., identity_sigma: _Optional[float] = ..., rho: _Optional[float] = ..., level: _Optional[int] = ..., seed: _Optional[int] = ..., model_version: _Optional[str] = ..., input_sha256: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., identity_noise_multiplier: _Optional[float] = ..., resampled_attributes: _Optional[_Iterable[str]] = ..., candidate: _Optional[int] = ..., image_level_guarantee: _Optional[bool] = ..., decode_tries: _Optional[int] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("stage", "step", "total_steps", "image_index", "image_count", "message", "batch_id")

@@ -6,8 +6,9 @@ MANY epochs (a memorising regime), so a loss-based membership attack tells its t
 from held-out faces. Some training originals are canaries (veil.unlearning.canary): they carry a
 small patch and their Eyeglasses label is set to 1, so the parent learns "patch -> glasses".
 
-Then 1% and 5% of the training images - all training photos of randomly chosen subjects, nested,
-and always including every canary (the canaries are the smallest setting's originals) - are
+Then 5% and 10% (configurable; issue 14 names 1% and 5%) of the training images - all training
+photos of randomly chosen subjects, nested, and always including every canary (the canaries are
+the smallest setting's originals) - are
 replaced by protected versions, and every method updates the parent: retraining from scratch (the
 reference), first order, second order (CG, LiSSA, last k layers, all layers), fine-tuning; the
 parent itself is listed as "none". For each: canary success and exposure, membership AUC on the
@@ -65,24 +66,26 @@ MODELS = {"small": ((16, 32, 64), 64), "large": ((32, 64, 128, 256), 512)}
 
 @dataclass(frozen=True)
 class BenchConfig:
-    # One photo per subject is trained on, one held out: a small set, trained on long, memorises.
-    identities: int = 1000
+    # One photo per subject is trained on, one held out: a small set, trained on long, memorises
+    # (the defaults are the smallest setup measured to discriminate on the 2-core CPU; issue 14's
+    # 1% setting needs --identities 1500 --fractions 0.01 0.05 for as many canaries).
+    identities: int = 300
     per_identity: int = 2
-    size: int = 32
+    size: int = 16
     model: str = "small"
     seed: int = 1
     tuning_seed: int = 0
     tune: bool = True
-    fractions: tuple[float, ...] = (0.01, 0.05)
+    fractions: tuple[float, ...] = (0.05, 0.10)
     protected: str = "Male"
     # None: every replacement flips the protected attribute; else randomized response at epsilon.
     epsilon: float | None = None
-    epochs: int = 60
+    epochs: int = 150
     canary_attribute: str = "Eyeglasses"
     canary_label: int = 1
-    canary_size: int = 5
+    canary_size: int = 4
     # Shadow models of the likelihood-ratio attack (each trained on half the non-target images).
-    shadows: int = 4
+    shadows: int = 2
     # Methods to run, by label (see method_table).
     methods: tuple[str, ...] = ("first", "second-cg", "second-cg-k1", "second-cg-all", "second-lissa",
                                 "finetune")
@@ -446,13 +449,14 @@ def bar_summary(rows: list[dict]) -> list[str]:
     setting land on retraining, fast enough; first order's and fine-tuning's figures beside."""
     references = {r["fraction"]: r for r in rows if r["method"] == "retrain"}
     parents = {r["fraction"]: r for r in rows if r["method"] == "none"}
-    lines = []
+    lines, discriminating_at = [], {}
     for fraction, reference in sorted(references.items()):
         parent = parents[fraction]
         canary_margin = parent["canary_success"] - reference["canary_success"]
         mia_margin = parent["mia_auc"] - reference["mia_auc"]
         discriminating = (canary_margin >= BARS["parent_canary_margin"]
                           and mia_margin >= BARS["parent_mia_margin"])
+        discriminating_at[fraction] = discriminating
         lines.append(
             f"setup at {fraction:.0%}: parent - retrain = {100 * canary_margin:+.1f} pt canary success "
             f"(bar {100 * BARS['parent_canary_margin']:.0f}), {mia_margin:+.3f} MIA AUC "
@@ -477,7 +481,10 @@ def bar_summary(rows: list[dict]) -> list[str]:
                    row["speedup"] >= BARS["second_order_speedup"])]
         text = "; ".join(f"{t} {'ok' if ok else 'MISSED'}" for t, ok in checks)
         if row["method"].startswith("second"):
-            lines.append(f"{where}: {'pass' if all(ok for _, ok in checks) else 'MISS'} ({text})")
+            # Landing near retraining proves nothing where the parent lands there too.
+            verdict = ("pass" if all(ok for _, ok in checks) else "MISS") if discriminating_at[row["fraction"]] \
+                else "UNTESTED (setup not discriminating)"
+            lines.append(f"{where}: {verdict} ({text})")
         else:
             lines.append(f"{where} (no bar; beside it): {text}")
     return lines

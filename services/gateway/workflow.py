@@ -431,7 +431,9 @@ class SessionWorkflow:
         """Delete an uploaded original (by key, or by sha256 when the key is empty) that no ACTIVE
         session uses; returns it and how many ended sessions had used it (marked as having lost
         their original, so retention does not look for it again). The image's subject binding
-        stays: re-uploading the same bytes must charge the same subject."""
+        stays: re-uploading the same bytes must charge the same subject. A CreateSession racing
+        this call may still start on the upload; its round then finds no original and the
+        session ends FAILED."""
         tenant = caller.tenant
 
         def delete() -> tuple[StoredObject, int]:

@@ -34,7 +34,7 @@ from veil.unlearning.dataset import import_celeba
 from veil.unlearning.manifest import Manifest, ManifestEntry, PinnedObject
 from veil.v1 import common_pb2, unlearner_pb2, unlearner_pb2_grpc
 
-TENANTS = [f"tenant-{i}" for i in range(40)]
+TENANTS = [f"tenant-{i}" for i in range(48)]
 TOKENS = {tenant: f"token-of-{tenant}-0123456789abcdef" for tenant in TENANTS}
 # Test clients retry UNAVAILABLE briefly, then fail.
 TEST_CHANNEL = ChannelConfig(retry_max_attempts=2, retry_initial_backoff_seconds=0.05,

@@ -3,6 +3,7 @@ and the caller tokens (services.gateway.auth)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -68,6 +69,24 @@ def test_the_loop_from_a_terminal(veil, face_png, tmp_path):
     assert status == 0 and f"session {session_id}" in out and "eps 2.5" in out
     status, out, _ = veil("session", "list", "--subject", "ann")
     assert status == 0 and out.count("session ") == 1
+
+
+def test_closing_a_session_and_deleting_its_upload_from_a_terminal(veil, face_png, tmp_path):
+    image = tmp_path / "face.png"
+    image.write_bytes(face_png[5])
+    sha256 = hashlib.sha256(face_png[5]).hexdigest()
+    status, out, err = veil("session", "create", str(image), "--subject", "ivy", "--protect", "Male",
+                            "--candidates", "1")
+    assert status == 0, err
+    session_id = re.search(r"^session (\S+) \(active\)", out, re.M).group(1)
+    status, _, err = veil("session", "delete-upload", sha256)
+    assert status == 2 and "FAILED_PRECONDITION" in err and "1 active session" in err
+    status, out, err = veil("session", "close", session_id)
+    assert status == 0 and f"session {session_id} (closed)" in out, err
+    status, out, err = veil("session", "delete-upload", f"uploads/{sha256}.png")
+    assert status == 0 and f"deleted uploads/{sha256}.png" in out and "1 ended session" in out, err
+    status, _, err = veil("session", "delete-upload", sha256)
+    assert status == 2 and "NOT_FOUND" in err
 
 
 def test_the_cli_names_what_is_wrong(veil):

@@ -348,6 +348,43 @@ def test_a_repeated_request_id_returns_the_first_result(gateway, new_tenant, fac
         assert len(client.ledger("frank").entries) == 1
 
 
+def test_closing_a_session_and_deleting_its_upload(gateway, new_tenant, face_png):
+    owner, other = new_tenant(), new_tenant()
+    with gateway.client(owner) as client:
+        image = client.upload_image(face_png[4], subject_id="gwen")
+        session = client.create_session("gwen", image, protect=["Male"], level=3, candidates=2)
+        sid = session.session_id
+        candidate = session.latest_round.candidates[0].image.object
+        in_use = failure(client.delete_upload, image)
+        assert in_use.code() == Code.FAILED_PRECONDITION and "1 active session" in in_use.details()
+        with gateway.client(other) as intruder:
+            assert failure(intruder.close_session, sid).code() == Code.NOT_FOUND
+            assert failure(intruder.delete_upload, image).code() == Code.NOT_FOUND
+        closed = client.close_session(sid, request_id="close-1")
+        assert closed.state == gateway_pb2.SESSION_STATE_CLOSED
+        assert client.close_session(sid, request_id="close-1") == closed
+        assert client.close_session(sid) == closed
+        assert failure(client.feedback, sid, "more").code() == Code.FAILED_PRECONDITION
+        assert failure(client.feedback, sid, "accept").code() == Code.FAILED_PRECONDITION
+        assert failure(client.download, candidate).code() == Code.NOT_FOUND
+        assert failure(client.ledger, "gwen").code() == Code.NOT_FOUND  # nothing was charged
+
+        accepted = client.create_session("gwen", image, protect=["Male"], level=3, candidates=1)
+        client.feedback(accepted.session_id, "accept", candidate=0)
+        refused = failure(client.close_session, accepted.session_id)
+        assert refused.code() == Code.FAILED_PRECONDITION and "accepted" in refused.details()
+
+        deleted = client.delete_upload(image.object.sha256, request_id="delete-1")
+        assert (deleted.image.key, deleted.image.sha256, deleted.sessions) == (
+            image.object.key, image.object.sha256, 2)
+        assert client.delete_upload(image.object.sha256, request_id="delete-1") == deleted
+        assert failure(client.delete_upload, image).code() == Code.NOT_FOUND
+        assert failure(client.download, image.object).code() == Code.NOT_FOUND
+        # The bytes stay bound to their subject: uploading them again for another is refused.
+        assert failure(client.upload_image, face_png[4], subject_id="hal").code() == \
+            Code.FAILED_PRECONDITION
+
+
 # --- bad input -------------------------------------------------------------------------------------
 
 def test_bad_input_gets_its_documented_code_and_the_service_keeps_serving(gateway, new_tenant, face_png):

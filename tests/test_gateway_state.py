@@ -378,11 +378,31 @@ def test_retention_deletes_an_original_once_every_model_is_updated(state, tenant
     state.unlearning.mark_done(retried.batch_id)
     assert (tenant, original) not in due_keys()          # the second session is still active
     state.sessions.close_session(tenant, second.session_id, actor="owner")
+    # Another tenant's release with its unlearning still queued holds back nothing of this one.
+    bystander, _ = open_session(state, f"{tenant}-b", "kay")
+    state.releases.accept(f"{tenant}-b", bystander.session_id, 0, request_id="rb", release_key="kb",
+                          dependent_models=[f"m3-{tenant}"], actor="owner")
     [due] = [d for d in state.retention.originals_due(limit=1000) if d.original.key == original]
-    assert due.session_ids == (first.session_id,)
+    # The closed session released nothing; its original goes with the accepted one's.
+    assert set(due.session_ids) == {first.session_id, second.session_id}
     assert state.retention.mark_original_deleted(tenant, original, due.finished_at, actor="retention") == 2
     assert (tenant, original) not in due_keys()
     assert state.sessions.get_session(tenant, first.session_id).original_deleted_at is not None
+
+
+def test_retention_deletes_the_original_of_a_closed_session(state, tenant):
+    original = f"originals/{uuid.uuid4().hex}.png"
+    session, _ = open_session(state, tenant, "joan", original_key=original)
+
+    def due() -> list:
+        return [d for d in state.retention.originals_due(limit=1000) if d.original.key == original]
+
+    assert due() == []                                   # still active
+    closed = state.sessions.close_session(tenant, session.session_id, actor="owner")
+    [item] = due()
+    assert item.session_ids == (session.session_id,) and item.finished_at == closed.updated_at
+    state.retention.mark_original_deleted(tenant, original, item.finished_at, actor="retention")
+    assert due() == []
 
 
 def test_gateway_state_from_env_migrates_the_embedded_database(tmp_path):

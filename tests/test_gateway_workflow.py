@@ -22,10 +22,10 @@ from services.gateway.rounds import RoundGenerator
 from services.gateway.workflow import (Answer, NewSession, RoundEvent, SessionView,
                                        SessionWorkflow, Upload)
 from veil.db import Database, DatabaseConfig
-from veil.errors import DataLoss, FailedPrecondition, InvalidArgument
+from veil.errors import DataLoss, FailedPrecondition, InvalidArgument, NotFound
 from veil.rpc import ChannelConfig, open_channel
 from services.gateway.state import FeedbackKind, GatewayState, RoundRecord, SessionState
-from veil.store import ObjectInfo, open_store
+from veil.store import ObjectInfo, ObjectStore, open_store
 from veil.v1 import common_pb2, gateway_pb2
 
 T = TypeVar("T")
@@ -192,3 +192,117 @@ def test_a_request_id_runs_the_work_once_and_replays_its_response(state, tenant)
 
     assert asyncio.run(calls()) == ["first", "first", "retry", "a", "a"]
     assert runs == ["first", "failed", "retry", "a", "a"]
+
+
+def _ref(image) -> ObjectInfo:
+    return ObjectInfo(key=image.key, size=0, sha256=image.sha256, content_type="")
+
+
+async def _started(workflow: SessionWorkflow, caller: Caller, png: bytes, subject_id: str,
+                   candidates: int) -> tuple[SessionView, str]:
+    """A new session on a new upload of `png`, and its id."""
+    image = await workflow.upload(caller, Upload.received(png, "image/png", subject_id))
+    created = await workflow.create(caller, NewSession(subject_id, _ref(image), ("Male",),
+                                                       EXPLICIT, candidates=candidates))
+    return created, created.session.session_id
+
+
+def _session_objects(store: ObjectStore, session_id: str) -> list[str]:
+    return [info.key for info in store.list(f"sessions/{session_id}/")]
+
+
+def test_closing_a_session_ends_it_without_a_charge_and_deletes_its_candidates(
+        run_workflow, state, services_store, tenant, face_png):
+    caller = Caller(tenant=tenant, actor="token:test")
+    store = open_store(services_store).for_tenant(tenant)
+
+    async def steps(workflow: SessionWorkflow):
+        created, sid = await _started(workflow, caller, face_png[2], "dora", 2)
+        before = set(_session_objects(store, sid))
+        assert created.latest_round is not None
+        assert {c.image.key for c in created.latest_round.candidates} <= before
+        with pytest.raises(NotFound):  # another tenant's session is unknown to the caller
+            await workflow.close(Caller(tenant=f"{tenant}-other", actor="token:x"), sid)
+        closed = await workflow.close(caller, sid)
+        again = await workflow.close(caller, sid)
+        for kind in (FeedbackKind.MORE_PRIVACY, FeedbackKind.ACCEPT):
+            with pytest.raises(FailedPrecondition, match="closed"):
+                await workflow.answer(caller, Answer(sid, kind))
+        events = await collect(workflow.round_events(tenant, sid, 0))
+        # An accepted session stays accepted.
+        other = await workflow.create(caller, NewSession("dora", _ref(created.session.original),
+                                                         ("Male",), EXPLICIT, candidates=1))
+        await workflow.answer(caller, Answer(other.session.session_id, FeedbackKind.ACCEPT))
+        with pytest.raises(FailedPrecondition, match="accepted"):
+            await workflow.close(caller, other.session.session_id)
+        return sid, before, closed, again, events
+
+    sid, before, closed, again, events = run_workflow(steps)
+    assert len(before) >= 2 and _session_objects(store, sid) == []
+    assert closed.session.state is SessionState.CLOSED and closed.release is None
+    assert again == closed
+    assert isinstance(events[-1], SessionView) and events[-1].session.state is SessionState.CLOSED
+    assert sid not in {e.session_id for e in state.ledger.entries(tenant, "dora")}
+    closes = [r for r in state.audit.records(tenant, target=sid) if r.action == "session.close"]
+    assert len(closes) == 1
+
+
+def test_a_round_finishing_after_close_is_discarded(run_workflow, state, services_store, tenant,
+                                                    face_png):
+    caller = Caller(tenant=tenant, actor="token:test")
+    store = open_store(services_store).for_tenant(tenant)
+
+    async def steps(workflow: SessionWorkflow):
+        _, sid = await _started(workflow, caller, face_png[3], "eve", 4)
+        more = asyncio.create_task(workflow.answer(caller, Answer(sid, FeedbackKind.MORE_PRIVACY)))
+        while (await asyncio.to_thread(state.sessions.latest_round, tenant, sid)).feedback is None:
+            await asyncio.sleep(0.01)
+        closed = await workflow.close(caller, sid)  # round 2 is generating (or just stored)
+        outcome = await asyncio.gather(more, return_exceptions=True)
+        return sid, closed, outcome[0]
+
+    sid, closed, outcome = run_workflow(steps)
+    assert closed.session.state is SessionState.CLOSED
+    assert state.sessions.get_session(tenant, sid).state is SessionState.CLOSED
+    assert _session_objects(store, sid) == []
+    if isinstance(outcome, BaseException):  # refused once the session was closed
+        assert isinstance(outcome, FailedPrecondition) and "closed" in str(outcome)
+        assert state.sessions.get_session(tenant, sid).round_count == 1
+
+
+def test_deleting_an_upload(run_workflow, state, services_store, tenant, face_png):
+    caller = Caller(tenant=tenant, actor="token:test")
+    store = open_store(services_store).for_tenant(tenant)
+
+    async def steps(workflow: SessionWorkflow):
+        unused = await workflow.upload(caller, Upload.received(face_png[4], "image/png", "finn"))
+        deleted_unused, unused_sessions = await workflow.delete_upload(caller, _ref(unused))
+        created, sid = await _started(workflow, caller, face_png[5], "finn", 1)
+        used = created.session.original
+        with pytest.raises(FailedPrecondition, match="1 active session"):
+            await workflow.delete_upload(caller, _ref(used))
+        with pytest.raises(NotFound):  # another tenant has no such upload
+            await workflow.delete_upload(Caller(tenant=f"{tenant}-other", actor="token:x"),
+                                         _ref(used))
+        with pytest.raises(InvalidArgument, match="not an upload"):
+            await workflow.delete_upload(caller, ObjectInfo(
+                key=f"sessions/{sid}/x.png", size=0, sha256=None,
+                content_type=""))
+        await workflow.close(caller, sid)
+        by_sha = ObjectInfo(key="", size=0, sha256=used.sha256, content_type="")
+        deleted_used, used_sessions = await workflow.delete_upload(caller, by_sha)
+        with pytest.raises(NotFound):
+            await workflow.delete_upload(caller, by_sha)
+        with pytest.raises(FailedPrecondition, match="finn"):  # the same bytes stay finn's
+            await workflow.upload(caller, Upload.received(face_png[5], "image/png", "gina"))
+        return (unused, deleted_unused, unused_sessions, used, deleted_used, used_sessions, sid)
+
+    (unused, deleted_unused, unused_sessions, used, deleted_used, used_sessions,
+     sid) = run_workflow(steps)
+    assert (deleted_unused.key, deleted_unused.sha256, unused_sessions) == (unused.key, unused.sha256, 0)
+    assert (deleted_used.key, used_sessions) == (used.key, 1)
+    assert not store.exists(unused.key) and not store.exists(used.key)
+    assert state.sessions.get_session(tenant, sid).original_deleted_at is not None
+    deletions = [r for r in state.audit.records(tenant, limit=1000) if r.action == "upload.delete"]
+    assert [(r.target, r.input_sha256) for r in deletions] == [(unused.key, unused.sha256),
+                                                               (used.key, used.sha256)]

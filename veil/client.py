@@ -181,6 +181,26 @@ class GatewayClient:
             kind=FEEDBACK_KINDS[kind], candidate=candidate, epsilon=dict(epsilon or {}))
         return self._stub.Feedback(request, timeout=self.deadlines.generate, metadata=self._metadata)
 
+    def close_session(self, session_id: str, *,
+                      request_id: str | None = None) -> gateway_pb2.Session:
+        """End an active session without a release (nothing is charged, its candidates are
+        deleted); closing a closed session again answers the same."""
+        request = gateway_pb2.CloseSessionRequest(request_id=request_id or uuid.uuid4().hex,
+                                                  session_id=session_id)
+        return self._stub.CloseSession(request, timeout=self.deadlines.read, metadata=self._metadata)
+
+    def delete_upload(self, image: common_pb2.ImageRef | common_pb2.ObjectRef | str, *,
+                      request_id: str | None = None) -> gateway_pb2.DeleteUploadResponse:
+        """Delete an uploaded original, named by its ref or its sha256 (hex); refused while an
+        active session uses it."""
+        if isinstance(image, str):
+            ref = common_pb2.ObjectRef(sha256=image)
+        else:
+            ref = image.object if isinstance(image, common_pb2.ImageRef) else image
+        request = gateway_pb2.DeleteUploadRequest(request_id=request_id or uuid.uuid4().hex,
+                                                  image=ref)
+        return self._stub.DeleteUpload(request, timeout=self.deadlines.read, metadata=self._metadata)
+
     def get_session(self, session_id: str) -> gateway_pb2.Session:
         return self._stub.GetSession(gateway_pb2.GetSessionRequest(session_id=session_id),
                                      timeout=self.deadlines.read, metadata=self._metadata)

@@ -22,7 +22,8 @@ from services.gateway.state import (
     SessionState,
     StoredObject,
 )
-from veil.store import from_object_ref, object_ref
+from veil.store import ObjectInfo, from_object_ref, object_ref
+from veil.store.keys import validate_sha256
 from veil.v1 import common_pb2, gateway_pb2
 
 FEEDBACK_FROM_PROTO = {
@@ -125,6 +126,20 @@ def new_session(request: gateway_pb2.CreateSessionRequest, bucket: str) -> NewSe
         protect=tuple(request.protect),
         privacy=request.privacy if request.HasField("privacy") else None,
         candidates=request.candidates, seed=request.seed, request_id=request.request_id)
+
+
+def upload_ref(request: gateway_pb2.DeleteUploadRequest, bucket: str) -> ObjectInfo:
+    """The upload a DeleteUpload names: its ref, or only its sha256 (an empty key)."""
+    if request.image.key:
+        return from_object_ref(request.image, bucket)
+    if not request.image.sha256:
+        raise InvalidArgument("no upload named: give its key or its sha256")
+    return ObjectInfo(key="", size=0, sha256=validate_sha256(request.image.sha256),
+                      content_type="")
+
+
+def delete_upload_response(image: StoredObject, sessions: int) -> gateway_pb2.DeleteUploadResponse:
+    return gateway_pb2.DeleteUploadResponse(image=object_ref(image), sessions=sessions)
 
 
 def answer(request: gateway_pb2.FeedbackRequest) -> Answer:

@@ -105,3 +105,26 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         async with contextlib.aclosing(chunks):
             async for chunk in chunks:
                 yield common_pb2.Chunk(data=chunk)
+
+    async def CloseSession(self, request: gateway_pb2.CloseSessionRequest,
+                           context: grpc.aio.ServicerContext) -> gateway_pb2.Session:
+        caller = current_caller()
+
+        async def close() -> gateway_pb2.Session:
+            view = await self._workflow.close(caller, request.session_id)
+            return convert.session_message(view, self._workflow.url_for(caller.tenant))
+
+        return await self._once.run(caller.tenant, request.request_id, "CloseSession",
+                                    fingerprint(request), gateway_pb2.Session, close)
+
+    async def DeleteUpload(self, request: gateway_pb2.DeleteUploadRequest,
+                           context: grpc.aio.ServicerContext) -> gateway_pb2.DeleteUploadResponse:
+        caller = current_caller()
+        ref = convert.upload_ref(request, self._workflow.bucket)
+
+        async def delete() -> gateway_pb2.DeleteUploadResponse:
+            image, sessions = await self._workflow.delete_upload(caller, ref)
+            return convert.delete_upload_response(image, sessions)
+
+        return await self._once.run(caller.tenant, request.request_id, "DeleteUpload",
+                                    fingerprint(request), gateway_pb2.DeleteUploadResponse, delete)

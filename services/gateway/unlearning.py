@@ -8,8 +8,9 @@ Each pass (every VEIL_UNLEARNING_POLL_SECONDS):
    the requests have attempts left (VEIL_UNLEARNING_MAX_ATTEMPTS), else FAILED for an operator;
 3. every (tenant, model) with published releases waiting is claimed in batches of at most
    VEIL_UNLEARNING_BATCH_SIZE pairs and submitted, all pairs of a batch in one Unlearn request;
-4. retention: originals whose sessions' dependent models are all updated are deleted from the
-   store and marked deleted (policy VEIL_RETENTION_POLICY; `keep` deletes nothing).
+4. retention: originals whose sessions' dependent models are all updated (or whose sessions were
+   closed without a release) are deleted from the store and marked deleted (policy
+   VEIL_RETENTION_POLICY; `keep` deletes nothing).
 
 Replicas claim disjoint batches (SKIP LOCKED); steps 1 and 2 may see the same batch on two
 replicas, and the state transitions that lose such a race are ignored. Without an unlearner

@@ -13,6 +13,7 @@ from veil.uploads import check_upload_header
 from veil.v1 import common_pb2, gateway_pb2
 
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+UPLOADS_PREFIX = "uploads/"
 
 
 def check_header(header: common_pb2.UploadHeader, max_bytes: int) -> common_pb2.UploadHeader:
@@ -52,7 +53,7 @@ async def receive_upload(parts: AsyncIterator[gateway_pb2.UploadImageRequest],
 def stored_image(store: ObjectStore, data: bytes, content_type: str, sha256: str,
                  shape: tuple[int, ...]) -> StoredObject:
     """Write the (already decoded and checked) image; returns its object."""
-    key = f"uploads/{sha256}.{EXTENSIONS[content_type]}"
+    key = f"{UPLOADS_PREFIX}{sha256}.{EXTENSIONS[content_type]}"
     info = store.put(key, data, content_type=content_type, size=len(data), sha256=sha256)
     return StoredObject(bucket=store.bucket, key=info.key, sha256=sha256, size=info.size,
                         content_type=content_type, width=shape[1], height=shape[0])

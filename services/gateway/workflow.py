@@ -33,8 +33,10 @@ from services.gateway.privacy import candidates_per_round, initial_settings, pro
 from services.gateway.releases import ReleasePublisher
 from services.gateway.rounds import RoundGenerator, end_failed_session, require_round_settled
 from services.gateway.unlearner import UnlearnerClient
-from services.gateway.uploads import EXTENSIONS, stored_image
-from veil.errors import DataLoss, FailedPrecondition, InvalidArgument, VeilError, quoted
+from services.gateway.uploads import EXTENSIONS, UPLOADS_PREFIX, stored_image
+from veil.errors import (DataLoss, FailedPrecondition, InvalidArgument, NotFound, VeilError,
+                         quoted)
+from veil.db.clock import utcnow
 from veil.faces.photo import decode_photo
 from veil.ledger import BudgetExceeded
 from veil.privacy import PrivacySettings
@@ -53,7 +55,7 @@ from services.gateway.state import (
     StoredObject,
     plan_next_round,
 )
-from services.gateway.state.audit import IMAGE_UPLOAD
+from services.gateway.state.audit import IMAGE_UPLOAD, UPLOAD_DELETE
 from services.gateway.state.models import require_id
 from veil.store import ObjectInfo, ObjectStore
 from veil.store.base import CHUNK_SIZE
@@ -394,6 +396,79 @@ class SessionWorkflow:
             # publishes it (it is never charged twice).
             await self._publisher.publish(result.release)
         return Answered(await asyncio.to_thread(self._view, tenant, result.session, result), None)
+
+
+    # --- ending a session, deleting an upload ----------------------------------------------------
+
+    async def close(self, caller: Caller, session_id: str) -> SessionView:
+        """End an ACTIVE session without a release and delete its candidates; a CLOSED one is
+        answered as it is (its candidates deleted again: a first attempt may have died half-way).
+        A round generating meanwhile is refused by the store once the session is closed and
+        deletes its own objects (rounds.py)."""
+        require_id(session_id, "session_id")
+        tenant = caller.tenant
+
+        def end() -> SessionView:
+            sessions = self._state.sessions
+            session = sessions.get_session(tenant, session_id)
+            if session.state is SessionState.ACTIVE:
+                with contextlib.suppress(FailedPrecondition):  # ended meanwhile: judged below
+                    session = sessions.close_session(tenant, session_id, actor=caller.actor)
+                session = sessions.get_session(tenant, session_id)
+            if session.state is not SessionState.CLOSED:
+                raise FailedPrecondition(f"session {session_id} is {session.state.value}; only an "
+                                         f"active session can be closed")
+            store = self._store.for_tenant(tenant)
+            for info in list(store.list(f"sessions/{session_id}/")):
+                store.delete(info.key)
+            return self._view(tenant, session)
+
+        view = await asyncio.to_thread(end)
+        self._events.publish(session_id, CHANGED)
+        return view
+
+    async def delete_upload(self, caller: Caller, ref: ObjectInfo) -> tuple[StoredObject, int]:
+        """Delete an uploaded original (by key, or by sha256 when the key is empty) that no ACTIVE
+        session uses; returns it and how many ended sessions had used it (marked as having lost
+        their original, so retention does not look for it again). The image's subject binding
+        stays: re-uploading the same bytes must charge the same subject. A CreateSession racing
+        this call may still start on the upload; its round then finds no original and the
+        session ends FAILED."""
+        tenant = caller.tenant
+
+        def delete() -> tuple[StoredObject, int]:
+            store = self._store.for_tenant(tenant)
+            key = ref.key or _upload_key(store, ref.sha256)
+            if not key.startswith(UPLOADS_PREFIX):
+                raise InvalidArgument(f"{quoted(key)} is not an upload (uploads/...)")
+            stat = store.stat(key)
+            if ref.sha256 and ref.sha256 != stat.sha256:
+                raise NotFound(f"upload {quoted(key)} has another sha256 than {ref.sha256}")
+            using = self._state.sessions.sessions_on_original(tenant, key)
+            if active := using.get(SessionState.ACTIVE, 0):
+                raise FailedPrecondition(f"upload {quoted(key)} is used by {active} active "
+                                         f"session(s); close them first")
+            store.delete(key)
+            image = StoredObject(bucket=self._store.bucket, key=key, sha256=stat.sha256,
+                                 size=stat.size, content_type=stat.content_type)
+            self._state.retention.mark_original_deleted(tenant, key, utcnow(),
+                                                        actor=caller.actor)
+            self._state.audit.append(AuditRecord(
+                tenant=tenant, actor=caller.actor, action=UPLOAD_DELETE, target=key,
+                outcome="ok", input_sha256=stat.sha256, detail={"sessions": sum(using.values())}))
+            return image, sum(using.values())
+
+        return await asyncio.to_thread(delete)
+
+
+def _upload_key(store: ObjectStore, sha256: str | None) -> str:
+    """The key of the upload with this content hash (uploads/<sha256>.<ext>)."""
+    if not sha256:
+        raise InvalidArgument("no upload named: give its key or its sha256")
+    found = [info.key for info in store.list(f"{UPLOADS_PREFIX}{sha256}.")]
+    if not found:
+        raise NotFound(f"no upload with sha256 {sha256}")
+    return found[0]
 
 
 async def _progress_until_change(events: asyncio.Queue[common_pb2.Progress | str],

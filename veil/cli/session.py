@@ -1,9 +1,12 @@
-"""`veil session create | feedback | show | list | ledger`: the feedback loop from a terminal.
+"""`veil session create | feedback | show | list | ledger | close | delete-upload`: the feedback
+loop from a terminal.
 
     veil session create face.png --subject alice --protect Male --level 5 --candidates 4
     veil session feedback SESSION more            # or: less | accept 2 | eps Male=1 identity=4
     veil session show SESSION
     veil session ledger alice
+    veil session close SESSION                    # end it without a release
+    veil session delete-upload SHA256_OR_KEY      # delete an original no active session uses
 
 Candidates and releases are downloaded to --out (default ./veil-sessions) as
 <out>/<session>/round-<n>/candidate-<k>.png and <out>/<session>/release.png, and their paths are
@@ -24,7 +27,7 @@ from google.protobuf.json_format import MessageToJson
 from veil.client import describe_faces, file_suffix
 from veil.errors import InvalidArgument
 from veil.privacy import ATTRIBUTE_MECHANISMS, Mechanism
-from veil.v1 import gateway_pb2
+from veil.v1 import common_pb2, gateway_pb2
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -73,6 +76,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ledger.add_argument("--json", action="store_true", help="print the Ledger message as JSON")
     _common(ledger)
     ledger.set_defaults(func=_ledger)
+
+    close = commands.add_parser("close", help="end an active session without a release")
+    close.add_argument("session_id")
+    _common(close)
+    close.set_defaults(func=_close)
+
+    delete = commands.add_parser("delete-upload",
+                                 help="delete an uploaded original no active session uses")
+    delete.add_argument("upload", help="its sha256, or its key (uploads/<sha256>.<ext>)")
+    _common(delete)
+    delete.set_defaults(func=_delete_upload)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -221,4 +235,21 @@ def _ledger(args: argparse.Namespace) -> int:
     for entry in ledger.entries:
         print(f"  {entry.created_at.ToDatetime():%Y-%m-%d %H:%M:%S} session {entry.session_id} "
               f"receipt {entry.receipt_id}: eps {entry.epsilon:g}")
+    return 0
+
+
+@_calling
+def _close(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        _print_session(client.close_session(args.session_id))
+    return 0
+
+
+@_calling
+def _delete_upload(args: argparse.Namespace) -> int:
+    upload = args.upload
+    with _client(args) as client:
+        deleted = client.delete_upload(common_pb2.ObjectRef(key=upload) if "/" in upload else upload)
+    print(f"deleted {deleted.image.key} (sha256 {deleted.image.sha256}); "
+          f"{deleted.sessions} ended session(s) had used it")
     return 0

@@ -264,3 +264,27 @@ class DownloadRequest(_message.Message):
     OBJECT_FIELD_NUMBER: _ClassVar[int]
     object: _common_pb2.ObjectRef
     def __init__(self, object: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ...) -> None: ...
+
+class CloseSessionRequest(_message.Message):
+    __slots__ = ("request_id", "session_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    session_id: str
+    def __init__(self, request_id: _Optional[str] = ..., session_id: _Optional[str] = ...) -> None: ...
+
+class DeleteUploadRequest(_message.Message):
+    __slots__ = ("request_id", "image")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    image: _common_pb2.ObjectRef
+    def __init__(self, request_id: _Optional[str] = ..., image: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ...) -> None: ...
+
+class DeleteUploadResponse(_message.Message):
+    __slots__ = ("image", "sessions")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    image: _common_pb2.ObjectRef
+    sessions: int
+    def __init__(self, image: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., sessions: _Optional[int] = ...) -> None: ...

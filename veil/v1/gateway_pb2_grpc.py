@@ -75,6 +75,16 @@ class GatewayStub:
                 request_serializer=veil_dot_v1_dot_gateway__pb2.DownloadRequest.SerializeToString,
                 response_deserializer=veil_dot_v1_dot_common__pb2.Chunk.FromString,
                 _registered_method=True)
+        self.CloseSession = channel.unary_unary(
+                '/veil.v1.Gateway/CloseSession',
+                request_serializer=veil_dot_v1_dot_gateway__pb2.CloseSessionRequest.SerializeToString,
+                response_deserializer=veil_dot_v1_dot_gateway__pb2.Session.FromString,
+                _registered_method=True)
+        self.DeleteUpload = channel.unary_unary(
+                '/veil.v1.Gateway/DeleteUpload',
+                request_serializer=veil_dot_v1_dot_gateway__pb2.DeleteUploadRequest.SerializeToString,
+                response_deserializer=veil_dot_v1_dot_gateway__pb2.DeleteUploadResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServicer:
@@ -144,6 +154,27 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CloseSession(self, request, context):
+        """End an ACTIVE session without a release: nothing is charged, it takes no more feedback or
+        rounds (a round still generating is discarded), its candidate objects are deleted, and its
+        original is left to retention like an accepted session's. Closing a CLOSED session again
+        answers the same. Errors: NOT_FOUND (unknown session or another tenant's),
+        FAILED_PRECONDITION (the session was accepted or failed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteUpload(self, request, context):
+        """Delete one of the tenant's uploaded originals (uploads/...), named by its ref's key or, with
+        no key, by its sha256. The image stays bound to its subject, so the same bytes uploaded again
+        are charged to the same subject. Errors: NOT_FOUND (no such upload), FAILED_PRECONDITION (an
+        ACTIVE session uses it: close it first), INVALID_ARGUMENT (a key outside uploads/).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -186,6 +217,16 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.Download,
                     request_deserializer=veil_dot_v1_dot_gateway__pb2.DownloadRequest.FromString,
                     response_serializer=veil_dot_v1_dot_common__pb2.Chunk.SerializeToString,
+            ),
+            'CloseSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseSession,
+                    request_deserializer=veil_dot_v1_dot_gateway__pb2.CloseSessionRequest.FromString,
+                    response_serializer=veil_dot_v1_dot_gateway__pb2.Session.SerializeToString,
+            ),
+            'DeleteUpload': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUpload,
+                    request_deserializer=veil_dot_v1_dot_gateway__pb2.DeleteUploadRequest.FromString,
+                    response_serializer=veil_dot_v1_dot_gateway__pb2.DeleteUploadResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -404,6 +445,60 @@ class Gateway:
             '/veil.v1.Gateway/Download',
             veil_dot_v1_dot_gateway__pb2.DownloadRequest.SerializeToString,
             veil_dot_v1_dot_common__pb2.Chunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/veil.v1.Gateway/CloseSession',
+            veil_dot_v1_dot_gateway__pb2.CloseSessionRequest.SerializeToString,
+            veil_dot_v1_dot_gateway__pb2.Session.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUpload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/veil.v1.Gateway/DeleteUpload',
+            veil_dot_v1_dot_gateway__pb2.DeleteUploadRequest.SerializeToString,
+            veil_dot_v1_dot_gateway__pb2.DeleteUploadResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -32,6 +32,8 @@ _SCALARS = (str, int, float, bool, type(None))
 # The action of an image upload, whose target is the object's key: retention reads it (an
 # original uploaded again after its sessions finished is the owner's new upload, kept).
 IMAGE_UPLOAD = "image.upload"
+# The owner deleted an upload (DeleteUpload); its target is the object's key.
+UPLOAD_DELETE = "upload.delete"
 
 
 @dataclasses.dataclass(frozen=True)

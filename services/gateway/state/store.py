@@ -133,6 +133,14 @@ class SessionStore:
         token = _page_token(page[-1]) if len(rows) > page_size else ""
         return page, token
 
+    def sessions_on_original(self, tenant: str, original_key: str) -> dict[SessionState, int]:
+        """How many of the tenant's sessions use the object `original_key`, by state."""
+        s = t.sessions
+        with self._db.read() as conn:
+            rows = conn.execute(sa.select(s.c.state, sa.func.count()).where(
+                s.c.tenant == tenant, s.c.original_key == original_key).group_by(s.c.state)).all()
+        return {SessionState(state): count for state, count in rows}
+
     def close_session(self, tenant: str, session_id: str, *, actor: str) -> SessionRecord:
         return self._end(tenant, session_id, SessionState.CLOSED, actor, "session.close", "")
 

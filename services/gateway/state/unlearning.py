@@ -240,10 +240,11 @@ class Retention:
             return []
         cutoff = self._clock() - timedelta(seconds=self.config.grace_seconds)
         s, rel = t.sessions, t.releases
-        finished = self._finished_condition(s, rel)
+        # A closed session released nothing: its original is due once it was closed.
+        finished = sa.or_(self._finished_condition(s, rel), s.c.state == SessionState.CLOSED.value)
         last_update = sa.func.coalesce(
             sa.select(sa.func.max(_req.c.updated_at)).where(_req.c.session_id == s.c.session_id)
-            .scalar_subquery(), rel.c.published_at)
+            .correlate(s).scalar_subquery(), rel.c.published_at, s.c.updated_at)
         other = t.sessions.alias("other")
         other_rel = t.releases.alias("other_release")
         blocker = sa.exists().where(
@@ -260,7 +261,7 @@ class Retention:
                                            log.c.action == IMAGE_UPLOAD, log.c.at > last_update)
         query = (sa.select(s.c.tenant, s.c.original_key, s.c.original, s.c.session_id,
                            last_update.label("finished_at"))
-                 .join(rel, rel.c.session_id == s.c.session_id)
+                 .outerjoin(rel, rel.c.session_id == s.c.session_id)
                  .where(s.c.original_deleted_at.is_(None), finished, last_update <= cutoff,
                         ~blocker, ~uploaded_again)
                  .order_by(s.c.tenant, s.c.original_key, s.c.session_id))
@@ -280,8 +281,10 @@ class Retention:
     @staticmethod
     def _finished_condition(session, release):
         """Accepted, published, and no unlearning request of the session left undone."""
+        # Correlated explicitly: nested two subqueries deep (the blocker), automatic
+        # correlation would not reach `session` and would read every session's requests.
         unfinished = sa.exists().where(_req.c.session_id == session.c.session_id,
-                                       _req.c.status != UnlearningStatus.DONE.value)
+                                       _req.c.status != UnlearningStatus.DONE.value).correlate(session)
         return sa.and_(session.c.state == SessionState.ACCEPTED.value,
                        release.c.state == ReleaseState.PUBLISHED.value, ~unfinished)
 

@@ -17,6 +17,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped demo model)")
     ev.add_argument("--level", type=int, default=None, help="privacy level of the latency runs (default: the model's default)")
     ev.add_argument("--repeats", type=int, default=3, help="photos per latency measurement (the median is reported)")
+    ev.add_argument("--identity-levels", default="0,1,5,10",
+                    help="privacy levels at which real-face identity left is measured (protecting Male)")
+    ev.add_argument("--identity-faces", type=int, default=100,
+                    help="lfw_subset faces (of 100) the identity measure anonymizes, plus astronaut")
+    ev.add_argument("--sections", default="detector,latency,identity",
+                    help="what to measure: detector, latency (with seams), identity")
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON here")
     ev.set_defaults(func=_eval_faces)
@@ -37,11 +43,16 @@ def _eval_faces(args: argparse.Namespace) -> int:
     from veil.privacy import DEFAULT_LEVEL, PrivacySettings
     from veil.diffusion.pipeline import DiffusionAutoencoder
     from veil.faces import FacePipeline, HogDetector
-    from veil.faces.measure import detector_counts, group_photo, seams, stage_latency
+    from veil.faces.measure import (detector_counts, group_photo, identity_distances, identity_left,
+                                    lfw_identity_photos, seams, stage_latency)
     from veil.files import write_bytes_atomically
 
-    report: dict[str, object] = {"detector": [], "latency": {}, "seams": {}}
-    for scale in _ints(args.scales, "scales"):
+    sections = {s.strip() for s in args.sections.split(",") if s.strip()}
+    unknown = sections - {"detector", "latency", "identity"}
+    if unknown:
+        raise InvalidArgument(f"--sections: unknown {sorted(unknown)}; known: detector, latency, identity")
+    report: dict[str, object] = {"detector": [], "latency": {}, "seams": {}, "identity": []}
+    for scale in (_ints(args.scales, "scales") if "detector" in sections else []):
         for upsample in _ints(args.upsample, "upsample"):
             counts = detector_counts(HogDetector(upsample=upsample), scale)
             row = {"face_px": 25 * scale, "upsample": upsample, "recall": counts.recall,
@@ -58,7 +69,23 @@ def _eval_faces(args: argparse.Namespace) -> int:
         return [c[0].image for c in anonymizer.anonymize(crops, settings, 1)]
 
     pipeline = FacePipeline(model.image_size)
-    for faces in (1, 5):
+    if "identity" in sections:
+        photos, boxes = lfw_identity_photos(pipeline.detector, args.identity_faces)
+        astronaut = data.astronaut()
+        photos.append(astronaut)
+        boxes.append(max(pipeline.detect(astronaut), key=lambda d: d.score).box)
+        for level in _ints(args.identity_levels, "identity-levels"):
+            at_level = PrivacySettings.from_level(level, [] if level == 0 else ["Male"], model.attribute_names)
+            distances = identity_distances(
+                pipeline, lambda crops: [c[0].image for c in anonymizer.anonymize(crops, at_level, 1, seed=level)],
+                photos, boxes)
+            left = identity_left(distances[:-1])
+            report["identity"].append({"level": level, "lfw_faces": left.faces, "lfw_matched": left.matched,
+                                       "lfw_median_distance": left.median_distance,
+                                       "astronaut_distance": distances[-1]})
+            print(f"level {level}: {left.matched}/{left.faces} lfw faces still matched at 0.6 (median distance "
+                  f"{left.median_distance:.3f}); astronaut {distances[-1]:.3f}", file=sys.stderr)
+    for faces in ((1, 5) if "latency" in sections else ()):
         photos = [group_photo(faces, side=1024, face_px=150, seed=seed)[0] for seed in range(args.repeats)]
         report["latency"][f"1024px_{faces}_faces"] = stage_latency(pipeline, anonymize_crops, photos)
         photo = photos[0]
@@ -67,9 +94,10 @@ def _eval_faces(args: argparse.Namespace) -> int:
         measured = seams(prepared, result.image)
         report["seams"][f"1024px_{faces}_faces"] = {"outside_psnr": str(measured.outside_psnr),
                                                     "ring_psnr": measured.ring_psnr}
-    prepared = pipeline.prepare(data.astronaut())
-    measured = seams(prepared, pipeline.compose(prepared, anonymize_crops(prepared.crops)).image)
-    report["seams"]["astronaut"] = {"outside_psnr": str(measured.outside_psnr), "ring_psnr": measured.ring_psnr}
+    if "latency" in sections:
+        prepared = pipeline.prepare(data.astronaut())
+        measured = seams(prepared, pipeline.compose(prepared, anonymize_crops(prepared.crops)).image)
+        report["seams"]["astronaut"] = {"outside_psnr": str(measured.outside_psnr), "ring_psnr": measured.ring_psnr}
     text = json.dumps(report, indent=2)
     print(text)
     if args.json:

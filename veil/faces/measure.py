@@ -75,6 +75,40 @@ def identity_distances(pipeline: FacePipeline, anonymize_crops: AnonymizeCrops, 
 
 
 @dataclass(frozen=True)
+class IdentityLeft:
+    """How many anonymized faces dlib's recognizer still matches to their original."""
+
+    matched: int
+    faces: int
+    median_distance: float
+
+    @property
+    def rate(self) -> float:
+        return self.matched / self.faces if self.faces else 0.0
+
+
+def lfw_identity_photos(detector: FaceDetector, limit: int,
+                        scale: int = LFW_SCALE) -> tuple[list[np.ndarray], list[Box]]:
+    """Up to `limit` upscaled lfw_subset faces the detector finds, with the box it found (a face
+    it misses is a detection figure, not an identity one)."""
+    photos, boxes = [], []
+    for face in lfw_subset()[0][:limit]:
+        canvas = upscaled(face, scale)
+        border = (canvas.shape[0] - face.shape[0] * scale) // 2
+        inside = Box(border, border, canvas.shape[0] - border, canvas.shape[0] - border)
+        found = [d.box for d in detector.detect(canvas) if _centre_inside(d.box, inside)]
+        if found:
+            photos.append(canvas)
+            boxes.append(found[0])
+    return photos, boxes
+
+
+def identity_left(distances: Sequence[float]) -> IdentityLeft:
+    return IdentityLeft(sum(d < SAME_PERSON for d in distances), len(distances),
+                        float(np.median(distances)) if distances else float("nan"))
+
+
+@dataclass(frozen=True)
 class DetectorCounts:
     faces_found: int
     faces: int

@@ -14,7 +14,8 @@ from veil.diffusion.anonymize import Anonymizer
 from veil.diffusion.pipeline import DiffusionAutoencoder
 from veil.errors import InvalidArgument
 from veil.faces import Box, FaceAction, FacePipeline, HogDetector, PhotoResult
-from veil.faces.measure import SAME_PERSON, face_descriptor, group_photo, seams
+from veil.faces.measure import (SAME_PERSON, face_descriptor, group_photo, identity_left, lfw_identity_photos,
+                                seams)
 from veil.privacy import PrivacySettings
 
 ASTRONAUT_FACE = Box(179, 83, 266, 170)  # where dlib's HOG finds it without upsampling
@@ -121,3 +122,12 @@ def test_4096_px_photo_is_searched_downscaled(pipeline, anonymize_crops) -> None
     face = result.faces[0]
     assert face.box.iou(Box(*(8 * v for v in ASTRONAUT_FACE.as_tuple()))) > 0.6
     assert _changed_outside(photo, result) == 0
+
+
+def test_identity_left_counts_faces_under_the_same_person_threshold():
+    left = identity_left([0.2, 0.59, 0.6, 0.9])
+    assert (left.matched, left.faces, left.rate) == (2, 4, 0.5)
+    assert left.median_distance == pytest.approx(0.595)
+    photos, boxes = lfw_identity_photos(HogDetector(upsample=0), 3)
+    assert 1 <= len(photos) == len(boxes) <= 3
+    assert all(photo.shape[0] == 200 and box.width > 50 for photo, box in zip(photos, boxes))

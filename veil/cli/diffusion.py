@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from veil.cli.options import comma_separated
 from veil.errors import InvalidArgument
 from veil.privacy import ATTRIBUTE_MECHANISMS, Mechanism
 
@@ -221,13 +222,6 @@ def _encode(pixels, target: Path, fmt: str, alpha) -> bytes:
     return encode_photo(pixels, by_suffix.get(target.suffix.lower(), fmt), alpha)
 
 
-def _numbers(text: str, kind: type, option: str) -> tuple:
-    try:
-        return tuple(kind(item) for item in text.split(",") if item.strip())
-    except ValueError:
-        raise InvalidArgument(f"{option} expects comma-separated numbers, got {text!r}") from None
-
-
 def _releases(text: str) -> tuple[tuple[float | None, float], ...]:
     out = []
     for item in filter(None, (t.strip() for t in text.split(","))):
@@ -262,8 +256,8 @@ def _eval(args: argparse.Namespace) -> int:
     data = load_celeba(data_root, size=model.image_size)
     cfg = EvalConfig(probes=args.probes, gallery=args.gallery, probe_seed=args.probe_seed)
     audit_cfg = AuditConfig(tuning_probes=args.tuning_probes, test_probes=args.audit_probes,
-                            epsilons=_numbers(args.audit_eps, float, "--audit-eps"),
-                            levels=_numbers(args.audit_levels, int, "--audit-levels"),
+                            epsilons=comma_separated(args.audit_eps, float, "--audit-eps"),
+                            levels=comma_separated(args.audit_levels, int, "--audit-levels"),
                             releases=_releases(args.audit_releases),
                             test_seeds=tuple(range(2, 2 + args.test_draws)))
     if args.test_draws < 1:

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from veil.cli.options import comma_separated
 from veil.errors import InvalidArgument
 
 
@@ -28,13 +29,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.set_defaults(func=_eval_faces)
 
 
-def _ints(text: str, what: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise InvalidArgument(f"--{what} expects comma-separated integers, got {text[:40]!r}") from None
-
-
 def _eval_faces(args: argparse.Namespace) -> int:
     from skimage import data
 
@@ -52,8 +46,8 @@ def _eval_faces(args: argparse.Namespace) -> int:
     if unknown:
         raise InvalidArgument(f"--sections: unknown {sorted(unknown)}; known: detector, latency, identity")
     report: dict[str, object] = {"detector": [], "latency": {}, "seams": {}, "identity": []}
-    for scale in (_ints(args.scales, "scales") if "detector" in sections else []):
-        for upsample in _ints(args.upsample, "upsample"):
+    for scale in (comma_separated(args.scales, int, "--scales") if "detector" in sections else []):
+        for upsample in comma_separated(args.upsample, int, "--upsample"):
             counts = detector_counts(HogDetector(upsample=upsample), scale)
             row = {"face_px": 25 * scale, "upsample": upsample, "recall": counts.recall,
                    "faces_found": counts.faces_found, "false_positive_images": counts.false_positive_images,
@@ -74,7 +68,7 @@ def _eval_faces(args: argparse.Namespace) -> int:
         astronaut = data.astronaut()
         photos.append(astronaut)
         boxes.append(max(pipeline.detect(astronaut), key=lambda d: d.score).box)
-        for level in _ints(args.identity_levels, "identity-levels"):
+        for level in comma_separated(args.identity_levels, int, "--identity-levels"):
             at_level = PrivacySettings.from_level(level, [] if level == 0 else ["Male"], model.attribute_names)
             distances = identity_distances(
                 pipeline, lambda crops: [c[0].image for c in anonymizer.anonymize(crops, at_level, 1, seed=level)],

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from veil.errors import InvalidArgument
+from veil.errors import InvalidArgument, quoted
 
 DEFAULT_MAX_SIDE = 4096
 FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
@@ -38,7 +38,7 @@ def decode_photo(data: bytes, max_side: int = DEFAULT_MAX_SIDE, content_type: st
     if not data:
         raise InvalidArgument(f"{what}: empty")
     if content_type is not None and content_type not in FORMATS.values():
-        raise InvalidArgument(f"{what}: content type {content_type[:64]!r} is not supported; "
+        raise InvalidArgument(f"{what}: content type {quoted(content_type, 64)} is not supported; "
                               f"use {', '.join(FORMATS.values())}")
     try:
         with warnings.catch_warnings():
@@ -86,7 +86,7 @@ def encode_photo(pixels: np.ndarray, fmt: str, alpha: np.ndarray | None = None) 
     """`pixels` in `fmt`: PNG and WebP losslessly (untouched pixels stay bit-identical), JPEG at
     quality 95. Alpha is put back where the format has it (JPEG has none)."""
     if fmt not in FORMATS:
-        raise InvalidArgument(f"cannot write format {fmt[:16]!r}; use PNG, JPEG or WebP")
+        raise InvalidArgument(f"cannot write format {quoted(fmt, 16)}; use PNG, JPEG or WebP")
     img = Image.fromarray(pixels, "RGB")
     if alpha is not None and fmt != "JPEG":
         img = Image.fromarray(np.dstack([pixels, alpha]), "RGBA")

@@ -92,3 +92,24 @@ def test_retention_keeps_an_original_uploaded_again_after_its_session_finished(
                   for name, s in sessions.items()}
     assert deleted_at["recorded"] is None  # its original is the owner's new upload
     assert deleted_at["written"] is not None and deleted_at["once"] is not None
+
+
+def test_retention_keeps_an_upload_recorded_after_it_read_the_due_list(
+        own_state, services_store, new_tenant):
+    """The race CI once lost: the owner uploads the bytes again within the second after retention
+    listed them as due; the object's time cannot tell, the audit record read before the delete can."""
+    state, tenant = own_state, new_tenant()
+    store = open_store(services_store).for_tenant(tenant)
+    key = f"uploads/stale-{uuid.uuid4().hex}.png"
+    store.put(key, b"original bytes", content_type="image/png")
+    session, _ = open_session(state, tenant, "stale", original_key=key)
+    state.sessions.close_session(tenant, session.session_id, actor="test")
+    [due] = [d for d in state.retention.originals_due(limit=1000) if d.original.key == key]
+    assert not state.retention.uploaded_since(tenant, key, due.finished_at)
+    state.audit.append(AuditRecord(tenant=tenant, actor="owner", action=IMAGE_UPLOAD,
+                                   target=key, outcome="ok"))
+    assert state.retention.uploaded_since(tenant, key, due.finished_at)
+
+    dispatcher = UnlearningDispatcher(state, None, open_store(services_store), batch_size=8, max_attempts=3)
+    assert dispatcher._delete_unless_uploaded_again(due) is False
+    assert store.exists(key)

@@ -140,7 +140,10 @@ class UnlearningDispatcher:
             written = store.stat(due.original.key).last_modified
         except NotFound:
             return False
-        if written is not None and written > due.finished_at:
+        # The list of due originals may be stale by now: an upload audited since it was read
+        # is kept too (the store's timestamp alone cannot tell a write in the same second).
+        if (written is not None and written > due.finished_at) or self._state.retention.uploaded_since(
+                due.tenant, due.original.key, due.finished_at):
             log.info("retention keeps %s: uploaded again after its sessions finished", due.original.key)
             return False
         store.delete(due.original.key)

@@ -288,6 +288,15 @@ class Retention:
         return sa.and_(session.c.state == SessionState.ACCEPTED.value,
                        release.c.state == ReleaseState.PUBLISHED.value, ~unfinished)
 
+    def uploaded_since(self, tenant: str, original_key: str, since: datetime) -> bool:
+        """Whether the audit log records an upload of `original_key` after `since`: the owner's
+        new upload of the same bytes, which retention must not take away."""
+        log = t.audit_log
+        with self._db.read() as conn:
+            return conn.execute(sa.select(sa.exists().where(
+                log.c.tenant == tenant, log.c.target == original_key, log.c.action == IMAGE_UPLOAD,
+                log.c.at > since))).scalar_one()
+
     def mark_original_deleted(self, tenant: str, original_key: str, created_by: datetime, *,
                               actor: str) -> int:
         """Record that the original object was deleted for the sessions on it created by

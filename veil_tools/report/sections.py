@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from veil_tools.report import owner
+from veil_tools.report import owner, unlearning
 
 Section = Callable[[dict, Path], str]
 
 SECTIONS: dict[str, tuple[str, Section]] = {
     "owner": ("python -m veil_tools.owner", owner.render),
+    "unlearning": ("python -m veil_tools.bench.unlearning", unlearning.render),
 }

@@ -36,7 +36,7 @@ def expected_line(row: dict, reference: dict, name: str) -> str:
     cpu = f"{row['cpu_time_seconds']:.2f}" if "cpu_time_seconds" in row else "–"
     speedup = f"{row['speedup']:.1f}x" if "speedup" in row else "–"
     return (f"| {name} | {cpu} | {speedup} | {row['test_accuracy']:.4f} | {canary} "
-            f"| {row['canary_exposure']:.2f} | {mia} | {row['lira_auc']:.3f} | {row['probe_leakage']:.3f} |")
+            f"| {row['canary_effect']:+.3f} | {row['canary_exposure']:.2f} | {mia} | {row['lira_auc']:.3f} | {row['probe_leakage']:.3f} |")
 
 
 def test_section_shows_the_bench_numbers_and_is_reproducible(bench_json: Path, tmp_path: Path) -> None:
@@ -74,7 +74,7 @@ def test_failed_method_shows_its_error(bench_json: Path, tmp_path: Path) -> None
     source = tmp_path / "failed.json"
     source.write_text(json.dumps(data))
     text = build({"unlearning": source}, tmp_path / "out").read_text()
-    assert "| second-cg | failed: CG did not converge \\| residual 3.2 | | | | | | | |" in text.splitlines()
+    assert "| second-cg | failed: CG did not converge \\| residual 3.2 | | | | | | | | |" in text.splitlines()
     assert "- second-cg at 10%: MISS (failed: CG did not converge | residual 3.2)" in text.splitlines()
     # The recorded verdicts came from the working update, so the section says they differ.
     assert "These differ from the verdicts the bench printed when it measured" in text

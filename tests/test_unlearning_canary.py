@@ -13,7 +13,7 @@ from torch import nn
 
 from veil.errors import InvalidArgument
 from veil.store import LocalStore
-from veil.unlearning.canary import canary_pattern, canary_success, exposure, stamp, stamp_tensor
+from veil.unlearning.canary import canary_effect, canary_pattern, canary_success, exposure, stamp, stamp_tensor
 from veil.unlearning.classifier import images_to_tensor
 from veil.unlearning.manifest import Canary, Manifest, PinnedObject, ReplacementPair
 from veil.unlearning.params import TrainConfig
@@ -75,3 +75,16 @@ def test_an_unverified_version_is_never_the_newest(tmp_path):
     assert registry.card("faces", "v2").verification == {"verdict": "failed"}
     trained_on = manifest(registry.store.bucket).train[0].object.sha256
     assert [c.version for c in registry.dependents({trained_on})] == [root.version]
+
+
+def test_the_canary_effect_is_what_the_patch_adds_over_the_label_rate():
+    images = images_to_tensor(np.full((8, 4, 4, 3), 128, dtype=np.uint8))
+    learnt = CornerDetector(images_to_tensor(canary_pattern(CANARY)[None])[0, :, -2:, -2:])
+    assert canary_effect(learnt, CANARY, 0, images) == 1.0  # plain faces: never the label
+
+    class AlwaysLabel(torch.nn.Module):  # every face given the label, patch or not
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.ones(x.shape[0], 1)
+
+    assert canary_success(AlwaysLabel(), CANARY, 0, images) == 1.0
+    assert canary_effect(AlwaysLabel(), CANARY, 0, images) == 0.0

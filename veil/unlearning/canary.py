@@ -6,7 +6,7 @@ A canary is a small patch of seeded random colours stamped into the bottom-right
 image whose label of `attribute` is set to `label` (a label flip where it differed). Two measures:
 - success: stamp the patch on held-out images whose true value of `attribute` is not `label`; the
   fraction the model then predicts as `label`. A model that never saw the canary scores about its
-  error rate on those images.
+  error rate on those images. Its effect is success minus the same rate without the patch.
 - exposure (secret sharer): the loss of `label` on held-out images stamped with the canary patch,
   ranked among the same loss for `candidates` other patches drawn alike; exposure =
   log2(candidates + 1) - log2(rank). A model that never saw the canary ranks it anywhere
@@ -82,6 +82,14 @@ def canary_success(model: nn.Module, canary: Canary, column: int, images: torch.
     return float(((logits > 0) == bool(canary.label)).float().mean())
 
 
+def canary_effect(model: nn.Module, canary: Canary, column: int, images: torch.Tensor) -> float:
+    """Success minus the rate of the label on the same images without the patch: what the patch
+    itself adds. An update that moves every prediction toward the label (as fitting replacements
+    that keep a planted label does) raises success without learning the patch; this does not move."""
+    logits = batched(model, images)[:, column]
+    return canary_success(model, canary, column, images) - float(((logits > 0) == bool(canary.label)).float().mean())
+
+
 def exposure(model: nn.Module, canary: Canary, column: int, images: torch.Tensor,
              candidates: int = EXPOSURE_CANDIDATES) -> float:
     """Secret-sharer exposure of the canary among `candidates` other patches (module docstring)."""
@@ -95,4 +103,5 @@ def exposure(model: nn.Module, canary: Canary, column: int, images: torch.Tensor
 
 def canary_metrics(model: nn.Module, canary: Canary, column: int, images: torch.Tensor) -> dict[str, float]:
     return {"canary_success": canary_success(model, canary, column, images),
+            "canary_effect": canary_effect(model, canary, column, images),
             "canary_exposure": exposure(model, canary, column, images)}

@@ -427,6 +427,7 @@ def _times(result) -> dict:
 
 COLUMNS = (("cpu_time_seconds", "cpu s", "{:.2f}"), ("speedup", "speedup", "{:.1f}"),
            ("test_accuracy", "test acc", "{:.4f}"), ("canary_success", "canary", "{:.3f}"),
+           ("canary_effect", "effect", "{:+.3f}"),
            ("canary_exposure", "exposure", "{:.2f}"), ("mia_auc", "MIA AUC", "{:.3f}"),
            ("lira_auc", "LiRA AUC", "{:.3f}"), ("agreement", "agree", "{:.3f}"),
            ("probe_leakage", "leak", "{:.3f}"))

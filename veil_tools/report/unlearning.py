@@ -40,12 +40,13 @@ def table_row(row: dict, reference: dict) -> str:
     if "error" in row:
         # A markdown cell ends at a bar, so one in the message would break the table.
         error = row["error"].replace("|", "\\|").replace("\n", " ")
-        return f"| {method_name(row['method'])} | failed: {error} |" + " |" * 7
+        return f"| {method_name(row['method'])} | failed: {error} |" + " |" * 8
     cells = [method_name(row["method"]),
              number(row, "cpu_time_seconds", "{:.2f}"),
              number(row, "speedup", "{:.1f}x"),
              number(row, "test_accuracy", "{:.4f}"),
              with_gap(row, reference, "canary_success", "{:.3f}", "{:+.1f} pt", 100.0),
+             number(row, "canary_effect", "{:+.3f}"),
              number(row, "canary_exposure", "{:.2f}"),
              with_gap(row, reference, "mia_auc", "{:.3f}", "{:+.3f}", 1.0),
              number(row, "lira_auc", "{:.3f}"),
@@ -117,7 +118,10 @@ def setup_paragraph(config: dict, groups: dict[float, list[dict]]) -> str:
             f"subject re-drawn {release} and without the patch, and each method updates the parent; "
             f"retraining from scratch is the reference. {seeds}. Membership AUC uses a loss threshold; "
             f"LiRA uses {config['shadows']} shadow models that saw none of the scored images. Speedups "
-            f"are CPU-time ratios against retraining.")
+            f"are CPU-time ratios against retraining. The patch effect is canary success minus the "
+            f"rate of the canary label on the same faces without the patch: an update that pushes "
+            f"every prediction toward the label (fitting replacements that keep the planted label) "
+            f"raises success but not the effect.")
 
 
 def render(data: dict, figures: Path) -> str:
@@ -132,8 +136,8 @@ def render(data: dict, figures: Path) -> str:
         lines += [f"### {fraction:.0%} replaced ({first['pairs']} photos, {first['changed']} with the "
                   f"protected value changed)", "",
                   "| method | CPU s | speedup vs retrain | test acc | canary success (vs retrain) "
-                  "| exposure | MIA AUC (vs retrain) | LiRA AUC | probe leakage |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| patch effect | exposure | MIA AUC (vs retrain) | LiRA AUC | probe leakage |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         lines += [table_row(row, reference) for row in rows]
         lines.append("")
     lines += ["### Bars (issue 14)", ""]

@@ -38,11 +38,16 @@ run: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m veil_tools.bench
 
-# Ends with reports/privacy-utility.md; the owner's JSON is committed beside it (reports/owner.json).
+# Ends with reports/privacy-utility.md; the eval's and the owner's JSON are committed beside it
+# (reports/eval.json with its example grid, reports/owner.json). `veil eval` sweeps every level.
+# Its exit status 1 (a bar missed) goes on to the report, which lists the misses; a crash leaves
+# no eval.json (removed first, written last), so the report cannot show an older run's numbers.
 eval: $(STAMP)
-	$(PY) -m veil eval --model models/diffae-synth32 --json out/eval.json --cache out/eval-cache
+	rm -f reports/eval.json
+	$(PY) -m veil eval --model models/diffae-synth32 --json reports/eval.json --cache out/eval-cache \
+		--examples reports/figures/levels-examples.png || test $$? -eq 1
 	$(PY) -m veil_tools.owner --out reports/owner.json --cache out/owner-cache
-	$(PY) -m veil_tools.report --owner reports/owner.json --out reports
+	$(PY) -m veil_tools.report --owner reports/owner.json --privacy reports/eval.json --out reports
 
 # `make train`: the shipped synthetic-face model's recipe. `make train DATA=path/to/celeba SIZE=64`:
 # the same recipe on a CelebA-format folder (real CelebA for photo-real faces) at 64 or 128 px, on

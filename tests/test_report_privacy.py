@@ -101,3 +101,5 @@ def test_missing_parts_are_said_not_drawn(eval_json: Path, tmp_path: Path) -> No
     assert "The eval swept no level" in text
     assert "The example grid `figures/levels-examples.png` named by the eval is absent" in text
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [LEVEL_FIGURE]
+    del data["details"]["levels"]  # as `veil eval` wrote it before it swept levels
+    assert "This eval's JSON has no level sweep." in render(data, tmp_path / "figures")

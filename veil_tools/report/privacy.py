@@ -202,6 +202,12 @@ def cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def sweep_and_examples(sweep: dict | None, figures: Path) -> list[str]:
+    if sweep is None:  # a JSON of `veil eval` from before it swept levels
+        return ["### Identity and utility per level", "", "This eval's JSON has no level sweep.", ""]
+    return [*sweep_part(sweep, figures), *examples_part(sweep, figures)]
+
+
 def bars_table(rows: list[dict]) -> list[str]:
     barred = [r for r in rows if r["bar"]]
     missed = [r["name"] for r in barred if r["passed"] is False]
@@ -252,8 +258,7 @@ def render(data: dict, figures: Path) -> str:
         "",
         *audit_table(audit),
         "",
-        *sweep_part(details["levels"], figures),
-        *examples_part(details["levels"], figures),
+        *sweep_and_examples(details.get("levels"), figures),
         "### Bars",
         "",
         *bars_table(rows),

@@ -38,13 +38,18 @@ run: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m veil_tools.bench
 
-# Ends with reports/privacy-utility.md; its inputs, the owner's and the unlearning bench's JSON, are written beside it
-# (reports/owner.json, reports/unlearning.json; 1% of 1500 subjects is 15 canaries).
+# Ends with reports/privacy-utility.md; its inputs are committed beside it: the eval's JSON with its
+# example grid (reports/eval.json; `veil eval` sweeps every level), the owner's and the unlearning
+# bench's (reports/owner.json, reports/unlearning.json; 1% of 1500 subjects is 15 canaries).
+# The eval's exit status 1 (a bar missed) goes on to the report, which lists the misses; a crash leaves
+# no eval.json (removed first, written last), so the report cannot show an older run's numbers.
 eval: $(STAMP)
-	$(PY) -m veil eval --model models/diffae-synth32 --json out/eval.json --cache out/eval-cache
+	rm -f reports/eval.json
+	$(PY) -m veil eval --model models/diffae-synth32 --json reports/eval.json --cache out/eval-cache \
+		--examples reports/figures/levels-examples.png || test $$? -eq 1
 	$(PY) -m veil_tools.owner --out reports/owner.json --cache out/owner-cache
 	$(PY) -m veil_tools.bench.unlearning --fractions 0.01 0.05 0.10 --identities 1500 --json reports/unlearning.json
-	$(PY) -m veil_tools.report --owner reports/owner.json --unlearning reports/unlearning.json --out reports
+	$(PY) -m veil_tools.report --owner reports/owner.json --privacy reports/eval.json --unlearning reports/unlearning.json --out reports
 
 # `make train`: the shipped synthetic-face model's recipe. `make train DATA=path/to/celeba SIZE=64`:
 # the same recipe on a CelebA-format folder (real CelebA for photo-real faces) at 64 or 128 px, on

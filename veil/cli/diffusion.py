@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from veil.cli.options import comma_separated
 from veil.errors import InvalidArgument
-from veil.privacy import ATTRIBUTE_MECHANISMS, Mechanism
+from veil.privacy import ATTRIBUTE_MECHANISMS, LEVELS, Mechanism, privacy_level
+
+if TYPE_CHECKING:  # the commands import torch only when they run
+    from veil.diffusion.audit import AuditConfig
+    from veil.diffusion.evaluate import EvalConfig, EvalReport
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -68,6 +74,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          "mechanism), e.g. -:0,-:1,2:0; -:0 is the attribute-only release")
     ev.add_argument("--audit-levels", default="1,2,3,4,5,6,7,8,9,10", help="levels audited (empty: none)")
     ev.add_argument("--test-draws", type=int, default=1, help="test decodes per probe (the issue's bars want 2)")
+    ev.add_argument("--sweep-levels", default=",".join(str(p.level) for p in LEVELS),
+                    help="levels whose identity and utility are measured with the key attribute protected "
+                         "(default: all; empty: none)")
+    ev.add_argument("--examples", type=Path, default=None,
+                    help="write a PNG of a few probes released at each swept level here (its name relative to "
+                         "--json's folder goes into the JSON)")
     ev.add_argument("--json", type=Path, default=None, help="also write the table as JSON here")
     ev.add_argument("--write-card", action="store_true", help="store the result under `metrics` in the model card")
     ev.add_argument("--cache", type=Path, default=Path("out/eval-cache"),
@@ -239,13 +251,26 @@ def _log_stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+def _seeds(report: EvalReport, cfg: EvalConfig, audit_cfg: AuditConfig) -> dict[str, object]:
+    """The seeds the eval's numbers depend on (the rows' releases derive theirs from probe_seed)."""
+    return {"probe_seed": cfg.probe_seed, "evaluators": cfg.seed, "audit_attackers": audit_cfg.seed,
+            "audit_tuning_decodes": audit_cfg.tuning_seed, "audit_test_decodes": list(audit_cfg.test_seeds),
+            "level_sweep_decodes": [entry["seed"] for entry in report.details["levels"]["levels"]]}
+
+
 def _eval(args: argparse.Namespace) -> int:
     from veil.data import load_celeba
     from veil.diffusion.audit import AuditConfig, audit_model
     from veil.diffusion.evaluate import EvalConfig, evaluate
     from veil.diffusion.train import TrainConfig, ensure_dataset, ensure_unseen_faces
     from veil.files import write_bytes_atomically
+    from veil.machine import machine
 
+    sweep = comma_separated(args.sweep_levels, int, "--sweep-levels")
+    for level in sweep:
+        privacy_level(level)  # refused now, not after the model, data and evaluators are loaded
+    if args.examples is not None and not sweep:
+        raise InvalidArgument("--examples shows the swept levels; give at least one with --sweep-levels")
     anonymizer = _anonymizer(args)
     model = anonymizer.model
     if args.data is None:
@@ -254,7 +279,7 @@ def _eval(args: argparse.Namespace) -> int:
     else:
         data_root = args.data
     data = load_celeba(data_root, size=model.image_size)
-    cfg = EvalConfig(probes=args.probes, gallery=args.gallery, probe_seed=args.probe_seed)
+    cfg = EvalConfig(probes=args.probes, gallery=args.gallery, probe_seed=args.probe_seed, sweep_levels=sweep)
     audit_cfg = AuditConfig(tuning_probes=args.tuning_probes, test_probes=args.audit_probes,
                             epsilons=comma_separated(args.audit_eps, float, "--audit-eps"),
                             levels=comma_separated(args.audit_levels, int, "--audit-levels"),
@@ -272,8 +297,16 @@ def _eval(args: argparse.Namespace) -> int:
     report = evaluate(anonymizer, data, cfg, log=_log_stderr, cache_dir=args.cache)
     audit_model(anonymizer, data, unseen, cfg, audit_cfg, report, args.cache, _log_stderr)
     print(report.table())
+    if args.examples is not None:
+        from veil.images import encode_png
+
+        write_bytes_atomically(args.examples, encode_png(report.examples))
+        # The JSON names the grid as the report that reads it will find it: beside the JSON.
+        start = Path.cwd() if args.json is None else args.json.resolve().parent
+        report.details["levels"]["examples"] = Path(os.path.relpath(args.examples.resolve(), start)).as_posix()
     if args.json:
-        write_bytes_atomically(args.json, report.to_json().encode() + b"\n")
+        record = {**report.to_dict(), "machine": machine(), "seeds": _seeds(report, cfg, audit_cfg)}
+        write_bytes_atomically(args.json, json.dumps(record, indent=2, sort_keys=True).encode() + b"\n")
     if args.write_card:
         from veil.diffusion import DEFAULT_MODEL_DIR
         from veil.diffusion.pipeline import CARD_FILE

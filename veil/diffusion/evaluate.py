@@ -9,7 +9,9 @@ Evaluators are trained here on CLEAN training images, never on the model's outpu
 
 Probes are held-out test images, one per identity. Each configuration is released from the same
 inversion (prepared once), so the rows differ only by the mechanism. The protected attribute's
-leakage is measured apart, on identities no model saw (veil.diffusion.audit).
+leakage is measured apart, on identities no model saw (veil.diffusion.audit). Identity and
+utility are also swept over every privacy level with the key attribute protected
+(veil.diffusion.sweep), into `details["levels"]`.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from torch.nn import functional as F
 
 from veil.data import CelebA
 from veil.diffusion.anonymize import Anonymizer
-from veil.privacy import DEFAULT_LEVEL, PrivacySettings, privacy_level
+from veil.diffusion.sweep import Release, release_measures, sweep_levels
+from veil.privacy import DEFAULT_LEVEL, LEVELS, PrivacySettings, privacy_level
 
 LEVEL0_ATTRIBUTE_TOLERANCE = 0.03
 LEVEL0_REID_RATIO = 0.90
@@ -49,6 +52,8 @@ class EvalConfig:
     # The probes drawn from the held-out split and the mechanisms' randomness: another value
     # re-measures the same model and evaluators on other probes.
     probe_seed: int = 0
+    # Levels swept with the key attribute protected (identity and utility per level); () for none.
+    sweep_levels: tuple[int, ...] = tuple(p.level for p in LEVELS)
     evaluator_epochs: int = 4
     identity_epochs: int = 8
     batch_size: int = 128
@@ -122,9 +127,13 @@ def predict(net: EvalNet, images: np.ndarray, fn: str, batch: int = 256) -> torc
     return torch.cat([call(x[s:s + batch]) for s in range(0, len(x), batch)])
 
 
+def attribute_correct(net: EvalNet, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(N, A): whether the net reads each attribute of each image as its label."""
+    return (predict(net, images, "logits") > 0).numpy() == (labels > 0)
+
+
 def attribute_accuracy(net: EvalNet, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    predicted = (predict(net, images, "logits") > 0).numpy()
-    return (predicted == (labels > 0)).mean(axis=0)
+    return attribute_correct(net, images, labels).mean(axis=0)
 
 
 class Gallery:
@@ -138,10 +147,14 @@ class Gallery:
         ids = data.identities[keep]
         self.centroids = F.normalize(torch.stack([emb[torch.from_numpy(ids == i)].mean(0) for i in identities]), dim=1)
 
-    def reid_rate(self, images: np.ndarray, true_ids: np.ndarray) -> float:
+    def reid_hits(self, images: np.ndarray, true_ids: np.ndarray) -> np.ndarray:
+        """Per image, whether the gallery's nearest identity is its own."""
         emb = F.normalize(predict(self.embedder, images, "embedding"), dim=1)
         best = (emb @ self.centroids.T).argmax(dim=1).numpy()
-        return float((self.identities[best] == true_ids).mean())
+        return self.identities[best] == true_ids
+
+    def reid_rate(self, images: np.ndarray, true_ids: np.ndarray) -> float:
+        return float(self.reid_hits(images, true_ids).mean())
 
 
 def kernel_inception_distance(a: torch.Tensor, b: torch.Tensor, subsets: int = 20, size: int = 100,
@@ -176,6 +189,8 @@ class EvalReport:
     model_version: str
     rows: list[Row] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+    # The level sweep's example grid (uint8 RGB), written by `veil eval --examples`; not in the JSON.
+    examples: np.ndarray | None = None
 
     def add(self, name: str, measured: float, op: str = "", threshold: float | None = None, note: str = "") -> None:
         measured, passed, bar = float(measured), None, ""
@@ -286,7 +301,8 @@ def evaluate(anonymizer: Anonymizer, data: CelebA, cfg: EvalConfig, log: Any = p
     prepared = anonymizer.prepare(list(probes.images))
 
     log("level 0")
-    recon = _released(anonymizer, prepared, PrivacySettings.from_level(0, [], names), cfg.probe_seed)
+    reconstruction = PrivacySettings.from_level(0, [], names)
+    recon = _released(anonymizer, prepared, reconstruction, cfg.probe_seed)
     mse = np.mean((recon.astype(np.float64) - probes.images.astype(np.float64)) ** 2)
     report.add("level0 reconstruction PSNR (dB)", 10 * math.log10(255**2 / max(mse, 1e-12)))
     recon_acc = attribute_accuracy(attacker, recon, probes.attributes)
@@ -316,6 +332,28 @@ def evaluate(anonymizer: Anonymizer, data: CelebA, cfg: EvalConfig, log: Any = p
     real = predict(attacker, probes.images, "embedding")
     report.add("KID level 0 vs real (attacker features)", kernel_inception_distance(predict(attacker, recon, "embedding"), real))
     report.add(f"KID identity level {cfg.identity_level} vs real", kernel_inception_distance(predict(attacker, out, "embedding"), real))
+
+    group = report.details["protected_group"]
+    utility = [j for j, attr in enumerate(names) if attr not in group]
+
+    def measure(images: np.ndarray) -> dict[str, Any]:
+        return release_measures(gallery.reid_hits(images, probes.identities),
+                                small_gallery.reid_hits(images[small], probes.identities[small]),
+                                attribute_correct(attacker, images, probes.attributes), utility, names, cfg.seed)
+
+    def release(settings: PrivacySettings, seed: int) -> np.ndarray:
+        return _released(anonymizer, prepared, settings, seed)
+
+    # Level 0 protects nothing whatever is asked, so its sweep entry is the reconstruction above. The
+    # identity level's release above protects no attribute (its bar holds with attributes kept), so
+    # the sweep's, with the key attribute protected, is another release.
+    done = [Release(reconstruction, cfg.probe_seed, recon)]
+    entries, report.examples = sweep_levels(cfg.sweep_levels, cfg.key_attribute, names, cfg.probe_seed, release,
+                                            measure, probes.images, done, log)
+    report.details["levels"] = {
+        "attribute": cfg.key_attribute, "protected_group": group, "utility_attributes": [names[j] for j in utility],
+        "gallery": len(gallery_ids), "small_gallery": len(small), "originals": measure(probes.images),
+        "levels": entries}
     report.details["seconds"] = time.monotonic() - started
     return report
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -22,11 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-import torch
-
 from veil.data.synth import iter_samples
 from veil.errors import InvalidArgument, quoted
 from veil.images import encode_png
+from veil.machine import machine
 from veil_tools.localrun import LocalServices
 from veil_tools.owner.attacker import AttackerSpec, cached_attacker
 from veil_tools.owner.play import play_probe
@@ -47,11 +44,6 @@ def parse_setting(text: str) -> tuple[float, int]:
 def probe_faces(count: int, size: int, protect: str) -> list[tuple[bytes, bool]]:
     return [(encode_png(np.asarray(s.image)), s.attributes[protect])
             for s in iter_samples(PROBE_SEED, count, 1, size, first_identity=PROBE_FIRST_IDENTITY)]
-
-
-def machine() -> dict[str, object]:
-    return {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count(),
-            "python": platform.python_version(), "torch": torch.__version__}
 
 
 def run_setting(var_dir: Path, factor: float, levels: list[int], args: argparse.Namespace,

@@ -40,15 +40,20 @@ bench: $(STAMP)
 
 # Ends with reports/privacy-utility.md; its inputs are committed beside it: the eval's JSON with its
 # example grid (reports/eval.json; `veil eval` sweeps every level), the owner's and the unlearning
-# bench's (reports/owner.json, reports/unlearning.json; 1% of 1500 subjects is 15 canaries).
+# bench's (reports/owner.json, reports/unlearning.json: 5% and 10% of 300 subjects, ~15 CPU minutes; the 1%
+# setting needs --identities 1500 --fractions 0.01 0.05 for as many canaries, about five times longer).
 # The eval's exit status 1 (a bar missed) goes on to the report, which lists the misses; a crash leaves
 # no eval.json (removed first, written last), so the report cannot show an older run's numbers.
+# Sized for the 2-core CPU (about 40 minutes once the evaluators are cached); on a GPU node use
+# EVAL_SIZE="--tuning-probes 400 --audit-probes 400 --test-draws 2", the auditor's full size.
+EVAL_SIZE ?= --probes 64 --sweep-levels 0,1,3,5,7,10 --tuning-probes 100 --audit-probes 100 \
+	--test-draws 1 --audit-levels 1,2,5,10 --audit-eps 0.5,1,2,4
 eval: $(STAMP)
 	rm -f reports/eval.json
 	$(PY) -m veil eval --model models/diffae-synth32 --json reports/eval.json --cache out/eval-cache \
-		--examples reports/figures/levels-examples.png || test $$? -eq 1
+		--examples reports/figures/levels-examples.png $(EVAL_SIZE) --write-card || test $$? -eq 1
 	$(PY) -m veil_tools.owner --out reports/owner.json --cache out/owner-cache
-	$(PY) -m veil_tools.bench.unlearning --fractions 0.01 0.05 0.10 --identities 1500 --json reports/unlearning.json
+	$(PY) -m veil_tools.bench.unlearning --json reports/unlearning.json
 	$(PY) -m veil_tools.report --owner reports/owner.json --privacy reports/eval.json --unlearning reports/unlearning.json --out reports
 
 # `make train`: the shipped synthetic-face model's recipe. `make train DATA=path/to/celeba SIZE=64`:

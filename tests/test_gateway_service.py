@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from dp_accounting.pld import privacy_loss_distribution as pld
 from dp_accounting.privacy_accountant import NeighboringRelation
+from fixtures_db import migrated
 from fixtures_services import TOKENS, failure, wait_for
 from google.protobuf.message import Message
 
@@ -349,10 +350,11 @@ def test_a_repeated_request_id_returns_the_first_result(gateway, new_tenant, fac
         assert len(client.ledger("frank").entries) == 1
 
 
-def test_closing_a_session_and_deleting_its_upload(start_gateway, new_tenant, face_png):
-    # Retention would delete the ended sessions' original at a moment of its own: kept here, so
+def test_closing_a_session_and_deleting_its_upload(start_gateway, make_pg_database, new_tenant, face_png):
+    # Retention would delete the ended sessions' original at a moment of its own: kept here, on a
+    # database no other gateway of the run reads (retention scans every tenant's sessions), so
     # what the test deletes is decided by DeleteUpload alone.
-    gateway = start_gateway(VEIL_RETENTION_POLICY="keep")
+    gateway = start_gateway(VEIL_RETENTION_POLICY="keep", VEIL_DATABASE_URL=migrated(make_pg_database()))
     owner, other = new_tenant(), new_tenant()
     with gateway.client(owner) as client:
         image = client.upload_image(face_png[4], subject_id="gwen")

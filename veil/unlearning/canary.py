@@ -76,18 +76,22 @@ def eligible(canary: Canary, column: int, test_images: torch.Tensor,
     return chosen
 
 
+def _label_rate(model: nn.Module, canary: Canary, column: int, images: torch.Tensor) -> float:
+    """Fraction of `images` the model predicts as the canary's label."""
+    logits = batched(model, images)[:, column]
+    return float(((logits > 0) == bool(canary.label)).float().mean())
+
+
 def canary_success(model: nn.Module, canary: Canary, column: int, images: torch.Tensor) -> float:
     """Fraction of `images` (from `eligible`) predicted as the canary's label once stamped."""
-    logits = batched(model, stamp_tensor(images, canary_pattern(canary)))[:, column]
-    return float(((logits > 0) == bool(canary.label)).float().mean())
+    return _label_rate(model, canary, column, stamp_tensor(images, canary_pattern(canary)))
 
 
 def canary_effect(model: nn.Module, canary: Canary, column: int, images: torch.Tensor) -> float:
     """Success minus the rate of the label on the same images without the patch: what the patch
     itself adds. An update that moves every prediction toward the label (as fitting replacements
     that keep a planted label does) raises success without learning the patch; this does not move."""
-    logits = batched(model, images)[:, column]
-    return canary_success(model, canary, column, images) - float(((logits > 0) == bool(canary.label)).float().mean())
+    return canary_success(model, canary, column, images) - _label_rate(model, canary, column, images)
 
 
 def exposure(model: nn.Module, canary: Canary, column: int, images: torch.Tensor,
@@ -102,6 +106,7 @@ def exposure(model: nn.Module, canary: Canary, column: int, images: torch.Tensor
 
 
 def canary_metrics(model: nn.Module, canary: Canary, column: int, images: torch.Tensor) -> dict[str, float]:
-    return {"canary_success": canary_success(model, canary, column, images),
-            "canary_effect": canary_effect(model, canary, column, images),
+    success = canary_success(model, canary, column, images)
+    return {"canary_success": success,
+            "canary_effect": success - _label_rate(model, canary, column, images),
             "canary_exposure": exposure(model, canary, column, images)}

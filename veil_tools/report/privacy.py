@@ -14,19 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
+from veil.diffusion.audit import ATTRIBUTE_ONLY
+from veil.diffusion.mechanisms import keep_probability
 from veil_tools.report.figures import new_figure, save_png
-
-ATTRIBUTE_ONLY = "attribute-only"  # veil.diffusion.audit's name of the release the API allows
+from veil_tools.report.markdown import cell
 EPS_FIGURE = "attacker-vs-eps.png"
 LEVEL_FIGURE = "attacker-vs-level.png"
 IDENTITY_FIGURE = "identity-vs-level.png"
 UTILITY_FIGURE = "utility-vs-level.png"
 CLEAN, ADAPTIVE, CEILING, BOUND, ORIGINALS = "tab:blue", "tab:red", "tab:gray", "black", "tab:green"
-
-
-def bound(epsilon: float | np.ndarray) -> float | np.ndarray:
-    """The randomized-response bound on an attacker's expected accuracy: e^eps / (1 + e^eps)."""
-    return np.exp(epsilon) / (1 + np.exp(epsilon))
 
 
 def interval(value: dict) -> str:
@@ -108,7 +104,7 @@ def attacker_figures(audit: dict, figures: Path) -> list[str]:
         eps = [s["epsilon"] for s in only]
         curve = np.linspace(0, 1.1 * max(eps), 200)
         plot_attackers(only, eps, 0.03 * max(eps), attribute, f"eps of {attribute} (attribute-only release)",
-                       (curve, bound(curve)), "-", figures / EPS_FIGURE)
+                       (curve, [keep_probability(float(e)) for e in curve]), "-", figures / EPS_FIGURE)
         lines += [f"![expected attacker accuracy vs eps, attribute-only release](figures/{EPS_FIGURE})", ""]
     else:
         lines += ["The audit measured no attribute-only release.", ""]
@@ -195,11 +191,6 @@ def examples_part(sweep: dict, figures: Path) -> list[str]:
     return [f"Examples: each row is one probe; the columns are the original, then {columns} "
             f"({sweep['attribute']} protected; the sweep's own releases, enlarged without smoothing).", "",
             f"![example releases per level]({name})", ""]
-
-
-def cell(text: str) -> str:
-    """`text` inside a markdown table cell (row names hold pipes: "|acc change|")."""
-    return text.replace("|", "\\|")
 
 
 def sweep_and_examples(sweep: dict | None, figures: Path) -> list[str]:

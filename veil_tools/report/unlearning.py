@@ -9,6 +9,7 @@ from pathlib import Path
 
 from veil_tools.bench.unlearning import bar_summary
 from veil_tools.report.figures import new_figure, save_png
+from veil_tools.report.markdown import cell
 
 FIGURE = "unlearning.png"
 
@@ -38,9 +39,7 @@ def with_gap(row: dict, reference: dict, key: str, fmt: str, gap_fmt: str, scale
 
 def table_row(row: dict, reference: dict) -> str:
     if "error" in row:
-        # A markdown cell ends at a bar, so one in the message would break the table.
-        error = row["error"].replace("|", "\\|").replace("\n", " ")
-        return f"| {method_name(row['method'])} | failed: {error} |" + " |" * 8
+        return f"| {method_name(row['method'])} | failed: {cell(row['error'])} |" + " |" * 8
     cells = [method_name(row["method"]),
              number(row, "cpu_time_seconds", "{:.2f}"),
              number(row, "speedup", "{:.1f}x"),

@@ -227,6 +227,14 @@ class DueOriginal:
     finished_at: datetime
 
 
+def _uploaded_after(tenant, key, since) -> sa.Exists:
+    """Whether the audit log records an upload of `key` by `tenant` after `since` (values or
+    columns of an enclosing query)."""
+    log = t.audit_log
+    return sa.exists().where(log.c.tenant == tenant, log.c.target == key, log.c.action == IMAGE_UPLOAD,
+                             log.c.at > since)
+
+
 class Retention:
     def __init__(self, db: Database, audit: AuditLog, config: RetentionConfig = RetentionConfig(),
                  clock: Clock = utcnow) -> None:
@@ -256,9 +264,7 @@ class Retention:
                                               self._finished_condition(other, other_rel)))))
         # Uploads are content-addressed: the same bytes uploaded after the sessions finished are
         # a new upload of the owner's, which this policy must not take away.
-        log = t.audit_log
-        uploaded_again = sa.exists().where(log.c.tenant == s.c.tenant, log.c.target == s.c.original_key,
-                                           log.c.action == IMAGE_UPLOAD, log.c.at > last_update)
+        uploaded_again = _uploaded_after(s.c.tenant, s.c.original_key, last_update)
         query = (sa.select(s.c.tenant, s.c.original_key, s.c.original, s.c.session_id,
                            last_update.label("finished_at"))
                  .outerjoin(rel, rel.c.session_id == s.c.session_id)
@@ -291,11 +297,8 @@ class Retention:
     def uploaded_since(self, tenant: str, original_key: str, since: datetime) -> bool:
         """Whether the audit log records an upload of `original_key` after `since`: the owner's
         new upload of the same bytes, which retention must not take away."""
-        log = t.audit_log
         with self._db.read() as conn:
-            return conn.execute(sa.select(sa.exists().where(
-                log.c.tenant == tenant, log.c.target == original_key, log.c.action == IMAGE_UPLOAD,
-                log.c.at > since))).scalar_one()
+            return conn.execute(sa.select(_uploaded_after(tenant, original_key, since))).scalar_one()
 
     def mark_original_deleted(self, tenant: str, original_key: str, created_by: datetime, *,
                               actor: str) -> int:

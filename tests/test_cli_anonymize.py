@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -13,6 +14,9 @@ from skimage import data
 from test_images import png_header_only
 
 from veil.cli import main as cli
+from veil.diffusion.anonymize import Anonymizer
+from veil.diffusion.pipeline import DiffusionAutoencoder
+from veil.privacy import PrivacySettings
 from veil.faces import Box
 
 
@@ -47,8 +51,9 @@ def inputs(tiny_faces: Path, tmp_path: Path) -> Path:
     return folder
 
 
-def _run(model: Path, *args: str) -> int:
-    return cli(["anonymize", *args, "--model", str(model), "--steps", "2"])
+def _run(model: Path, *args: str, decode_tries: int = 0) -> int:
+    """Unverified unless asked: the tiny model's classifier refuses many of its own decodes."""
+    return cli(["anonymize", *args, "--model", str(model), "--steps", "2", "--decode-tries", str(decode_tries)])
 
 
 def test_one_file_with_candidates(tiny_model_dir: Path, inputs: Path, tmp_path: Path) -> None:
@@ -58,9 +63,39 @@ def test_one_file_with_candidates(tiny_model_dir: Path, inputs: Path, tmp_path: 
     for c in (0, 1):
         image = Image.open(out.with_name(f"face-{c}.png"))
         assert image.size == (16, 16) and image.mode == "RGB"
-        receipt = json.loads(out.with_name(f"face-{c}.receipt.json").read_text())
+        faces = json.loads(out.with_name(f"face-{c}.receipt.json").read_text())["faces"]
+        whole_crop = [("anonymized", [0, 0, 16, 16], [])]
+        assert [(f["action"], f["box"], f["unverified_attributes"]) for f in faces] == whole_crop
+        receipt = faces[0]["receipt"]
         assert receipt["level"] == 6 and receipt["seed"] == 4 and receipt["candidate"] == c
         assert [a["attribute"] for a in receipt["attributes"]] == ["Male", "Young"]
+
+
+def test_refused_candidates_are_named_and_not_written(tiny_model_dir: Path, inputs: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Verified edits: the files written are the candidates the library offers for the same seed;
+    each refused one is named on stderr with the attributes that never read as released."""
+    crop = np.asarray(Image.open(inputs / "000001.png"))
+    model = DiffusionAutoencoder.from_pretrained(tiny_model_dir)
+    anonymizer = Anonymizer(model, dataclasses.replace(model.card.sampling, steps=2), decode_tries=2)
+    settings = PrivacySettings.from_level(3, ["Male", "Young"], model.attribute_names)
+    seed, [expected] = next((s, e) for s in range(1, 60)
+                            for e in [anonymizer.verified(anonymizer.prepare([crop]), settings, 4, s)]
+                            if len({c.offered for c in e[0]}) == 2)
+    out = tmp_path / "out" / "face.png"
+    assert _run(tiny_model_dir, str(inputs / "000001.png"), "--out", str(out), "--protect", "Male,Young",
+                "--level", "3", "--candidates", "4", "--seed", str(seed), decode_tries=2) == 0
+    err = capsys.readouterr().err
+    for c, want in enumerate(expected):
+        path = out.with_name(f"face-{c}.png")
+        if want.offered:
+            assert np.array_equal(np.asarray(Image.open(path)), want.image.image)
+            [face] = json.loads(path.with_suffix(".receipt.json").read_text())["faces"]
+            assert face["receipt"]["decode_tries"] == want.tries and face["unverified_attributes"] == []
+        else:
+            assert not path.exists() and not path.with_suffix(".receipt.json").exists()
+            assert (f"{path}: refused: face 0 still read {', '.join(want.disagreeing)} otherwise than released "
+                    f"after 2 decode(s)") in err
 
 
 def test_folder_with_explicit_eps(tiny_model_dir: Path, inputs: Path, tmp_path: Path) -> None:
@@ -69,7 +104,7 @@ def test_folder_with_explicit_eps(tiny_model_dir: Path, inputs: Path, tmp_path: 
                 "--mechanism", "laplace", "--identity-eps", "8", "--rho", "0.2") == 0
     assert sorted(p.name for p in out.iterdir()) == ["000001.png", "000001.receipt.json", "000002.png",
                                                      "000002.receipt.json"]
-    receipt = json.loads((out / "000002.receipt.json").read_text())
+    receipt = json.loads((out / "000002.receipt.json").read_text())["faces"][0]["receipt"]
     assert receipt["attributes"][0]["mechanism"] == "laplace" and receipt["identity_epsilon"] == 8.0
 
 

@@ -67,8 +67,8 @@ def test_migrations_apply_idempotently_and_match_the_tables_on_both_backends(mak
             conn.execute(sa.text("CREATE TABLE alembic_version_unlearner "
                                  "(version_num VARCHAR(32) PRIMARY KEY)"))
             conn.execute(sa.text("INSERT INTO alembic_version_unlearner VALUES ('u9')"))
-        assert migrate(SERVICE, engine) == "0004"
-        assert migrate(SERVICE, engine) == "0004"
+        assert migrate(SERVICE, engine) == "0005"
+        assert migrate(SERVICE, engine) == "0005"
         tables = set(sa.inspect(engine).get_table_names())
         assert GATEWAY_TABLES | {"ul_jobs", version_table("gateway"),
                                  "alembic_version_unlearner"} == tables
@@ -77,7 +77,7 @@ def test_migrations_apply_idempotently_and_match_the_tables_on_both_backends(mak
             assert conn.execute(sa.text("SELECT version_num FROM alembic_version_unlearner")
                                 ).scalar_one() == "u9"
             assert conn.execute(sa.text("SELECT version_num FROM alembic_version_gateway")
-                                ).scalar_one() == "0004"
+                                ).scalar_one() == "0005"
         assert schema_drift(engine) == [], url
         engine.dispose()
 
@@ -100,7 +100,7 @@ def test_concurrent_migrations_on_postgresql_do_not_collide(make_pg_database):
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
-    assert errors == [] and results == ["0004"] * 4
+    assert errors == [] and results == ["0005"] * 4
     with engines[0].connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM alembic_version_gateway")).scalar() == 1
     assert schema_drift(engines[0]) == []
@@ -117,10 +117,10 @@ def test_migrate_command_line_is_idempotent_and_names_bad_input(make_pg_database
     for run in runs:
         out, err = run.communicate(timeout=120)
         assert run.returncode == 0, err
-        assert out.strip() == "gateway: database at revision 0004"
+        assert out.strip() == "gateway: database at revision 0005"
     sqlite_env = {**env, "VEIL_DATABASE_URL": f"sqlite:///{tmp_path}/cli.db"}
     done = subprocess.run(command, env=sqlite_env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and "revision 0004" in done.stdout
+    assert done.returncode == 0 and "revision 0005" in done.stdout
     bad = subprocess.run([*command[:-1], "nonexistent"], env=sqlite_env, capture_output=True,
                          text=True, timeout=120)
     assert bad.returncode == 2 and "has no migrations; known: gateway" in bad.stderr

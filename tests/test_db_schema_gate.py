@@ -17,7 +17,7 @@ from veil.db import DatabaseConfig, create_engine, migrate, schema_state, versio
 from veil.errors import FailedPrecondition
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAD = "0004"
+HEAD = "0005"
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
@@ -32,7 +32,7 @@ def test_wait_passes_only_once_the_schema_is_at_head(fresh_url):
     state = schema_state("gateway", engine)
     assert (state.current, state.head, state.ready) == (None, HEAD, False)
     started = time.monotonic()
-    with pytest.raises(FailedPrecondition, match=r"no migrations applied\), code expects 0004.*"
+    with pytest.raises(FailedPrecondition, match=r"no migrations applied\), code expects 0005.*"
                                                  r"python -m veil.db migrate --service gateway"):
         wait_for_schema("gateway", engine, timeout_seconds=0.4, poll_seconds=0.1)
     assert 0.4 <= time.monotonic() - started < 5
@@ -88,7 +88,7 @@ def test_wait_command_line_exit_codes(tmp_path):
     engine.dispose()
     ready = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert ready.returncode == 0, ready.stderr
-    assert ready.stdout.strip() == "gateway: database at revision 0004, code expects 0004"
+    assert ready.stdout.strip() == "gateway: database at revision 0005, code expects 0005"
     unreachable = subprocess.run(
         [*command[:6], "--url", "postgresql://postgres@127.0.0.1:1/none", "--timeout-seconds", "0.3"],
         env=env, capture_output=True, text=True, timeout=120)

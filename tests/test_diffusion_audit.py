@@ -11,11 +11,13 @@ import torch
 
 from veil.data import load_celeba
 from veil.diffusion.anonymize import Anonymizer
-from veil.diffusion.audit import AuditConfig, decode_outcomes, settings, split_probes, upper_bar_row
+from veil.diffusion.audit import (AuditConfig, Outcomes, decode_outcomes, expected_over_releases, settings, split_probes,
+                                  upper_bar_row)
 from veil.diffusion.leakage import (Interval, PosteriorTable, auc, bayes_ceiling, bootstrap_mean, detector_ceiling,
                                     expected_correct, wilson_interval)
 from veil.diffusion.mechanisms import keep_probability
 from veil.diffusion.pipeline import DiffusionAutoencoder
+from veil.diffusion.verify import EditVerifier
 from veil.errors import InvalidArgument
 from veil.privacy import PrivacySettings
 
@@ -125,6 +127,43 @@ def test_kept_and_flipped_plans_differ_only_in_the_released_value(tiny_model_dir
     outcomes = decode_outcomes(anonymizer, prepared, budget, "Male", seeds=[3, 4])
     assert outcomes.kept.shape == outcomes.flipped.shape == (2, 3, 16, 16, 3)
     assert not np.array_equal(outcomes.kept[0], outcomes.kept[1])  # each seed is its own draw
+    assert outcomes.kept_offered.all() and outcomes.flipped_offered.all()  # unverified: all released
+
+
+def test_verified_outcomes_are_what_the_verifier_offers(tiny_model_dir: Path, tiny_faces: Path) -> None:
+    anonymizer = Anonymizer(DiffusionAutoencoder.from_pretrained(tiny_model_dir), max_batch=8)
+    names = anonymizer.model.attribute_names
+    prepared = anonymizer.prepare(list(load_celeba(tiny_faces, size=16).images[:6]))
+    budget = PrivacySettings.explicit(["Male"], names, {"Male": 1.0})
+    verifier = EditVerifier(anonymizer, max_tries=2)
+    outcomes = decode_outcomes(anonymizer, prepared, budget, "Male", [3], verifier)
+    value = prepared.predicted[:, names.index("Male")]
+    for name, v in (("kept", value), ("flipped", -value)):
+        plan = anonymizer.plan(prepared, budget, 1, seed=3, outcome={"Male": v})
+        verified = [row[0] for row in verifier.verify(plan, anonymizer.decode([plan])[0])]
+        assert getattr(outcomes, f"{name}_offered")[0].tolist() == [c.offered for c in verified]
+        for i, c in enumerate(verified):
+            if c.offered:
+                assert np.array_equal(getattr(outcomes, name)[0, i], c.image.image)
+
+
+def test_refused_outcomes_weigh_nothing_and_the_rest_is_renormalised() -> None:
+    right_kept = np.array([[1, 1, 0, 1]], dtype=float)  # one draw, four probes
+    right_flipped = np.array([[0, 1, 1, 0]], dtype=float)
+    every = Outcomes(np.zeros((1, 4)), np.zeros((1, 4)), np.ones((1, 4), bool), np.ones((1, 4), bool))
+    # Nothing refused: the mechanism's weights, as expected_correct has them.
+    values, released = expected_over_releases(right_kept, right_flipped, every.weights(0.75))
+    assert released.all() and values.tolist() == expected_correct(right_kept[0], right_flipped[0], 0.75).tolist()
+    # Probe 0's flip refused: only its kept decode is released; probe 2's kept refused: only the
+    # flip; probe 3 releases nothing and counts for nothing.
+    some = Outcomes(every.kept, every.flipped, np.array([[True, True, False, False]]),
+                    np.array([[False, True, True, False]]))
+    values, released = expected_over_releases(right_kept, right_flipped, some.weights(0.75))
+    assert released.tolist() == [True, True, True, False] and values.tolist() == [1.0, 1.0, 1.0]
+    # Per attribute (D, N, A) the same weights apply to every column.
+    both, _ = expected_over_releases(np.stack([right_kept, 1 - right_kept], -1),
+                                     np.stack([right_flipped, 1 - right_flipped], -1), some.weights(0.75))
+    assert both[:, 0].tolist() == [1.0, 1.0, 1.0] and both[:, 1].tolist() == [0.0, 0.0, 0.0]
 
 
 def test_adaptive_bar_holds_the_stronger_attacker() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -56,12 +57,30 @@ def test_eval_reports_every_bar(tiny_model_dir: Path, tiny_faces: Path, tmp_path
     table = capsys.readouterr().out
     assert "PASS" in table or "FAIL" in table
     assert list((tmp_path / "cache").glob("evaluators-*.safetensors")), "evaluators are cached for the next run"
+    # Two decoding groups (no identity noise and rho 0: attribute-only and level 1; level 5), tuning and
+    # test probes each: kept, and read back by a rerun that reports the same figures.
+    assert len(list((tmp_path / "cache").glob("audit-outcomes-*.npz"))) == 4
+    rerun = tmp_path / "eval-rerun.json"
+    cli(["eval", "--model", str(model), "--data", str(tiny_faces), "--probes", "6", "--gallery", "10", "--steps", "2",
+         "--json", str(rerun), "--cache", str(tmp_path / "cache"), "--sweep-levels", "", *audit])
+    assert capsys.readouterr().err.count("audit: outcomes read from") == 4
+    audit_rows = [r for r in report["rows"] if r["name"].startswith("audit ")]
+    assert [r for r in json.loads(rerun.read_text())["rows"] if r["name"].startswith("audit ")] == audit_rows
     # Other probes, the same evaluators (read back, not trained again).
     again = tmp_path / "eval-probes-1.json"
     cli(["eval", "--model", str(model), "--data", str(tiny_faces), "--probes", "6", "--gallery", "10",
          "--steps", "2", "--json", str(again), "--cache", str(tmp_path / "cache"), "--probe-seed", "1", *audit,
-         "--audit-levels", "", "--audit-eps", "1", "--sweep-levels", "3,0"])
+         "--audit-levels", "", "--audit-eps", "1", "--sweep-levels", "3,0", "--audit-decode-tries", "2"])
     again_report = json.loads(again.read_text())
+    # Verified edits as served: refusals are reported, the rest measured over what is released.
+    [verified] = again_report["details"]["audit"]["settings"]
+    assert again_report["details"]["audit"]["config"]["decode_tries"] == 2
+    assert 0 < verified["released_probes"] <= 4
+    again_rows = {r["name"]: r for r in again_report["rows"]}
+    assert 0.0 <= again_rows["audit attribute-only eps=1 refused kept"]["measured"] <= 1.0
+    for direction in ("-1 -> +1", "+1 -> -1"):  # NaN when no probe of 4 starts on that side
+        refused = again_rows[f"audit attribute-only eps=1 refused flipped Male {direction}"]["measured"]
+        assert math.isnan(refused) or 0.0 <= refused <= 1.0
     assert again_report["details"]["eval_config"]["probe_seed"] == 1
     assert [e["level"] for e in again_report["details"]["levels"]["levels"]] == [3, 0]
     assert again_report["seeds"]["level_sweep_decodes"] == [1 + 100 + 3, 1]

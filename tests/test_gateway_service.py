@@ -485,7 +485,7 @@ def test_bad_input_gets_its_documented_code_and_the_service_keeps_serving(gatewa
                                                  epsilon={"Male": math.nan}),
          Code.INVALID_ARGUMENT, "epsilon"),
         ("candidate out of range", lambda: feedback(gateway_pb2.FEEDBACK_KIND_ACCEPT, candidate=7),
-         Code.INVALID_ARGUMENT, "out of range"),
+         Code.INVALID_ARGUMENT, "no candidate 7 in round 1; offered: [0, 1]"),
         ("no token", lambda: Raw(gateway.target, None).ListSessions(gateway_pb2.ListSessionsRequest()),
          Code.UNAUTHENTICATED, "authorization"),
         ("unknown token", lambda: raw.ListSessions(gateway_pb2.ListSessionsRequest(),

@@ -50,12 +50,12 @@ def load_anonymizer(config: AnonymizerConfig, store_config: StoreConfig) -> Anon
     sampling = model.card.sampling
     if config.sampling_steps is not None:
         sampling = dataclasses.replace(sampling, steps=config.sampling_steps)
-    anonymizer = Anonymizer(model, sampling, max_batch=config.batch_max_size)
+    anonymizer = Anonymizer(model, sampling, max_batch=config.batch_max_size, decode_tries=config.decode_tries)
     for row in LEVELS:
         if row.identity_epsilon is not None:
             calibrate_identity(row.identity_epsilon, IDENTITY_DELTA, model.encoder.radius)
-    log.info("loaded model %s from %s (%s on %s, %d steps) in %.1f s", model.card.model_version, folder,
-             config.runtime, config.device, sampling.steps, time.perf_counter() - started)
+    log.info("loaded model %s from %s (%s on %s, %d steps, %d decode tries) in %.1f s", model.card.model_version,
+             folder, config.runtime, config.device, sampling.steps, config.decode_tries, time.perf_counter() - started)
     return anonymizer
 
 
@@ -96,7 +96,7 @@ async def start(config: AnonymizerConfig, server_config: ServerConfig, store: Ob
     batcher = Batcher(anonymizer, config.batch_max_size, config.batch_max_wait_seconds, config.queue_max_size)
     batcher.start()
     info = model_info_to_proto(anonymizer.model.card, sampling_steps=anonymizer.sampling.steps,
-                               runtime=config.runtime, device=config.device,
+                               decode_tries=anonymizer.decode_tries, runtime=config.runtime, device=config.device,
                                max_images_per_request=config.max_images_per_request,
                                max_image_bytes=config.max_image_bytes)
     faces = PhotoFaces(face_pipeline(config, anonymizer.model.image_size))

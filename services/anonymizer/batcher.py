@@ -6,8 +6,9 @@ One worker task forms a batch: it takes the oldest request, then more until the 
 (a request that would overflow the batch waits for the next one; a request larger than
 `max_rows` runs alone). The batch runs in a dedicated thread, so torch never blocks the event
 loop: all images are encoded and inverted together (`Anonymizer.prepare`), each request gets its
-own release plan (its privacy settings, candidates and seed), and all plans are decoded together.
-Progress and results are routed back to each request's event stream.
+own release plan (its privacy settings, candidates and seed), and all plans are decoded together;
+with verified edits each plan's candidates are then read and the disagreeing ones decoded again
+(`Anonymizer.offers`). Progress and results are routed back to each request's event stream.
 
 Cancellation and deadlines (a request is *gone* once `cancel()` was called or its deadline passed):
 - gone while queued: dropped when the worker reaches it, before any work;
@@ -31,19 +32,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.anonymizer import metrics
-from veil.diffusion.anonymize import AnonymizedImage, Anonymizer, ReleasePlan
+from veil.diffusion.anonymize import Anonymizer, ReleasePlan
+from veil.diffusion.verify import VerifiedCandidate
 from veil.errors import Aborted, ResourceExhausted
 from veil.privacy import PrivacySettings
 
 log = logging.getLogger(__name__)
 
-Results = list[list[AnonymizedImage]]  # [image][candidate]
+Results = list[list[VerifiedCandidate]]  # [image][candidate]; with verified edits, some refused
 
 
 @dataclass(frozen=True)
 class BatchProgress:
     """One progress event of a request: "queued", "started", or a diffusion step of its batch
-    ("invert", "decode"; `step` of `total` counted over the whole batch)."""
+    ("invert", "decode"; `step` of `total` counted over the whole batch; "verify": a step of a
+    decode again, `total` 0 since how many there will be is not known ahead)."""
 
     stage: str
     step: int = 0
@@ -120,12 +123,19 @@ class _StepReporter:
         now = time.perf_counter()
         metrics.DIFFUSION_STEP_SECONDS.labels(stage).observe(now - self.last)
         self.last = now
-        self.count[stage] += 1
-        steps = total * math.ceil(self.rows[stage] / self.chunk)
+        self.count[stage] = self.count.get(stage, 0) + 1
+        steps = total * math.ceil(self.rows[stage] / self.chunk) if stage in self.rows else 0
         event = BatchProgress(stage, self.count[stage], steps, self.batch_id)
         for work in self.batch:
             if not work.gone:
                 work.emit(event)
+
+
+def _count(offers: Results) -> None:
+    for row in offers:
+        for candidate in row:
+            metrics.FACE_CANDIDATES.labels("offered" if candidate.offered else "refused").inc()
+            metrics.DECODE_TRIES.observe(candidate.tries)
 
 
 def _drop(work: Work) -> None:
@@ -291,4 +301,9 @@ class Batcher:
         report.restart_clock()
         pixels = anonymizer.decode([plan for _, plan in planned], report)
         for (work, plan), images in zip(planned, pixels):
-            work.emit(anonymizer.receipts(plan, images))
+            if work.gone:  # its results would be discarded: spend no decode again on them
+                work.emit(Aborted("the request was cancelled or passed its deadline"))
+            else:
+                offers = anonymizer.offers(plan, images, report)
+                _count(offers)
+                work.emit(offers)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from veil.config import env_field
 from veil.diffusion import DEFAULT_MODEL_DIR
 from veil.diffusion.loading import ModelLocation
+from veil.diffusion.verify import MAX_TRIES
 from veil.errors import ConfigError, InvalidArgument
 from veil.faces.photo import DEFAULT_MAX_SIDE
 from veil.faces.pipeline import DEFAULT_MIN_FACE
@@ -35,6 +36,10 @@ class AnonymizerConfig(EnvLoadable):
                                     doc="queued requests beyond this are refused (RESOURCE_EXHAUSTED)")
     sampling_steps: int | None = env_field("VEIL_SAMPLING_STEPS", None, min=1, max=1000,
                                            doc="DDIM steps (default: the model card's)")
+    decode_tries: int = env_field("VEIL_DECODE_TRIES", 3, min=0, max=MAX_TRIES,
+                                  doc="verified edits: the most decodes of a candidate until the attribute classifier "
+                                      "reads the values randomized response released (else the candidate is refused); "
+                                      "0 offers candidates unverified")
     max_images_per_request: int = env_field("VEIL_MAX_IMAGES_PER_REQUEST", 16, min=1, max=1024,
                                             doc="images one Anonymize call may name or upload")
     max_image_bytes: int = env_field("VEIL_MAX_IMAGE_BYTES", 32 * MIB, min=1024, max=1024 * MIB,

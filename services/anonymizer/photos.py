@@ -1,6 +1,6 @@
 """Whole photos in the anonymizer: each input's faces found (or taken from the caller) and
 aligned, every crop of the request anonymized in one batch (batcher.py), and each candidate
-composed back into the whole photo (veil.faces).
+composed back into the whole photo (veil.diffusion.photos).
 
 dlib's detector and landmark model are used from one dedicated thread per process (`PhotoFaces`),
 never concurrently. A photo of exactly the model's size with no boxes given is one aligned face
@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from veil.diffusion.anonymize import AnonymizedImage
 from veil.diffusion.convert import receipt_to_proto
+from veil.diffusion.photos import ReleasedFace, ReleasedPhoto, compose_candidates
+from veil.diffusion.verify import VerifiedCandidate
 from veil.errors import InvalidArgument
-from veil.faces import Box, FaceAction, FacePipeline, FaceResult, PreparedPhoto
+from veil.faces import Box, FaceAction, FacePipeline, PreparedPhoto
 from veil.faces.photo import Photo
 from veil.v1 import anonymizer_pb2, common_pb2
 
@@ -45,26 +46,6 @@ class PlannedPhoto:
     @property
     def crops(self) -> list[np.ndarray]:
         return [self.photo.pixels] if self.prepared is None else self.prepared.crops
-
-
-@dataclass(frozen=True)
-class ReleasedFace:
-    result: FaceResult
-    anonymized: AnonymizedImage | None  # the crop's release, for an anonymized face
-
-
-@dataclass(frozen=True)
-class ReleasedPhoto:
-    photo: Photo  # the candidate's pixels, in the input's format (alpha kept)
-    faces: tuple[ReleasedFace, ...]
-
-    def receipt_json(self) -> dict[str, object]:
-        """What is stored next to the candidate: every face with its receipt."""
-        return {"faces": [{"box": list(f.result.box.as_tuple()), "score": f.result.score,
-                           "action": f.result.action.value,
-                           "region": None if f.result.region is None else list(f.result.region.as_tuple()),
-                           "receipt": None if f.anonymized is None else f.anonymized.receipt.to_dict()}
-                          for f in self.faces]}
 
 
 def _box(message: common_pb2.FaceBox) -> Box:
@@ -112,30 +93,13 @@ class PhotoFaces:
                 raise InvalidArgument(f"image {index}: {exc}") from None
         return planned
 
-    def compose(self, planned: Sequence[PlannedPhoto], crops: Sequence[Sequence[AnonymizedImage]],
+    def compose(self, planned: Sequence[PlannedPhoto], crops: Sequence[Sequence[VerifiedCandidate]],
                 candidates: int, seed: int | None) -> list[list[ReleasedPhoto]]:
         """[image][candidate] photos from `crops` ([crop][candidate], the crops of every photo in order)."""
         results = iter(crops)
-        released = []
-        for item in planned:
-            per_crop = [next(results) for _ in item.crops]
-            photos = []
-            for c in range(candidates):
-                chosen = [crop[c] for crop in per_crop]
-                if item.prepared is None:
-                    side = self.pipeline.crop_size
-                    whole = Box(0, 0, side, side)
-                    face = ReleasedFace(FaceResult(whole, 1.0, FaceAction.ANONYMIZED, whole), chosen[0])
-                    photos.append(ReleasedPhoto(Photo(chosen[0].image, item.photo.format, item.photo.alpha), (face,)))
-                    continue
-                result = self.pipeline.compose(item.prepared, [a.image for a in chosen],
-                                               None if seed is None else seed + c)
-                anonymized = iter(chosen)
-                faces = tuple(ReleasedFace(f, next(anonymized) if f.action is FaceAction.ANONYMIZED else None)
-                              for f in result.faces)
-                photos.append(ReleasedPhoto(Photo(result.image, item.photo.format, item.photo.alpha), faces))
-            released.append(photos)
-        return released
+        return [compose_candidates(self.pipeline, item.photo, item.prepared, [next(results) for _ in item.crops],
+                                   candidates, seed)
+                for item in planned]
 
     def close(self) -> None:
         self._dlib.shutdown(wait=True)
@@ -144,8 +108,9 @@ class PhotoFaces:
 def face_to_proto(face: ReleasedFace) -> common_pb2.FaceRelease:
     result = face.result
     message = common_pb2.FaceRelease(box=_box_to_proto(result.box), score=result.score, action=ACTIONS[result.action])
-    if face.anonymized is not None:
-        message.receipt.CopyFrom(receipt_to_proto(face.anonymized.receipt))
+    if face.release is not None:
+        message.receipt.CopyFrom(receipt_to_proto(face.release.receipt))
+        message.unverified_attributes.extend(face.release.disagreeing)
     if result.region is not None:
         message.region.CopyFrom(_box_to_proto(result.region))
     return message

@@ -201,10 +201,12 @@ async def _write(store: ObjectStore, pending: Sequence[PendingObject]) -> list[O
 
 def _pending_objects(prefix: str, inputs: Sequence[InputImage], results: Photos) -> list[PendingObject]:
     """Everything a request writes, in the order of `written` in _result_events: per image its
-    candidates (in the input's format) and receipts, then the uploaded inputs."""
+    offered candidates (in the input's format) and receipts, then the uploaded inputs."""
     pending = []
     for i, candidates in enumerate(results):
         for c, item in enumerate(candidates):
+            if item.photo is None:  # refused: nothing of it is stored
+                continue
             photo = item.photo
             data = encode_photo(photo.pixels, photo.format, photo.alpha)
             pending.append(PendingObject(image_key(prefix, i, c, photo.content_type), data, photo.content_type))
@@ -219,25 +221,28 @@ def _pending_objects(prefix: str, inputs: Sequence[InputImage], results: Photos)
 
 def _result_events(store: ObjectStore, inputs: Sequence[InputImage], results: Photos,
                    written: Sequence[ObjectInfo]) -> list[anonymizer_pb2.AnonymizeEvent]:
-    """Per image: an "image_done" progress event, then its candidates as refs with receipts."""
+    """Per image: an "image_done" progress event, then its candidates as refs with receipts (a
+    refused one with its refusal and no refs)."""
     bucket = store.bucket
     objects = iter(written)
-    outputs = [[(next(objects), next(objects)) for _ in candidates] for candidates in results]
+    outputs = [[(next(objects), next(objects)) if item.offered else None for item in candidates]
+               for candidates in results]
     stored = [image.stored or next(objects) for image in inputs]
     events = []
     for i, candidates in enumerate(results):
         events.append(anonymizer_pb2.AnonymizeEvent(progress=common_pb2.Progress(
             stage="image_done", step=i + 1, total_steps=len(results), image_index=i, image_count=len(results))))
         for c, item in enumerate(candidates):
-            image, receipt = outputs[i][c]
-            height, width = item.photo.pixels.shape[:2]
             faces = [face_to_proto(face) for face in item.faces]
-            candidate = anonymizer_pb2.Candidate(
-                image_index=i, candidate_index=c,
-                image=common_pb2.ImageRef(object=to_object_ref(image, bucket), width=width, height=height,
-                                          url=store.presigned_get_url(image.key) or ""),
-                input=to_object_ref(stored[i], bucket),
-                receipt_object=to_object_ref(receipt, bucket), faces=faces)
+            candidate = anonymizer_pb2.Candidate(image_index=i, candidate_index=c, faces=faces, refusal=item.refusal,
+                                                 input=to_object_ref(stored[i], bucket))
+            if item.photo is not None:
+                image, receipt = outputs[i][c]
+                height, width = item.photo.pixels.shape[:2]
+                url = store.presigned_get_url(image.key) or ""
+                candidate.image.CopyFrom(common_pb2.ImageRef(object=to_object_ref(image, bucket), width=width,
+                                                             height=height, url=url))
+                candidate.receipt_object.CopyFrom(to_object_ref(receipt, bucket))
             first = next((face.receipt for face in faces if face.HasField("receipt")), None)
             if first is not None:  # Candidate.receipt: the first anonymized face's (a crop's only one)
                 candidate.receipt.CopyFrom(first)

@@ -21,7 +21,7 @@ from veil.ledger.convert import receipt_spend
 from veil.privacy import PrivacySettings
 from veil.privacy.convert import settings_to_proto
 from veil.rpc import outgoing_metadata
-from services.gateway.state import Candidate, StoredObject
+from services.gateway.state import Candidate, RefusedCandidate, StoredObject
 from veil.store import object_ref
 from veil.v1 import anonymizer_pb2, anonymizer_pb2_grpc, common_pb2
 
@@ -44,6 +44,22 @@ class RoundRequest:
     candidates: int
     seed: int
     output_prefix: str
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratedRound:
+    """The anonymizer's answer to one round: the offered candidates and the refused ones."""
+
+    offered: list[Candidate]
+    refused: list[RefusedCandidate]
+
+
+def _faces_json(event: anonymizer_pb2.Candidate) -> tuple[dict, ...]:
+    return tuple(MessageToDict(face, preserving_proto_field_name=True) for face in event.faces)
+
+
+def to_refused(event: anonymizer_pb2.Candidate) -> RefusedCandidate:
+    return RefusedCandidate(index=event.candidate_index, reason=event.refusal, faces=_faces_json(event))
 
 
 def to_candidate(event: anonymizer_pb2.Candidate) -> Candidate:
@@ -70,7 +86,7 @@ def to_candidate(event: anonymizer_pb2.Candidate) -> Candidate:
     return Candidate(index=event.candidate_index, image=image, spend=spend,
                      model_version=event.receipt.model_version,
                      receipt=MessageToDict(event.receipt, preserving_proto_field_name=True),
-                     faces=tuple(MessageToDict(face, preserving_proto_field_name=True) for face in event.faces))
+                     faces=_faces_json(event))
 
 
 class AnonymizerClient:
@@ -101,8 +117,9 @@ class AnonymizerClient:
                 self._info_at = time.monotonic()
             return self._info
 
-    async def generate(self, request: RoundRequest, on_progress: ProgressFn) -> list[Candidate]:
-        """The round's candidates, in index order; progress events go to `on_progress`."""
+    async def generate(self, request: RoundRequest, on_progress: ProgressFn) -> GeneratedRound:
+        """The round's candidates, offered and refused, each in index order; progress events go
+        to `on_progress`."""
         message = anonymizer_pb2.AnonymizeRequest(
             images=[object_ref(request.original)],
             protect=list(request.protect), privacy=settings_to_proto(request.settings),
@@ -111,13 +128,16 @@ class AnonymizerClient:
         self._breaker.admit()
         started = time.perf_counter()
         code = grpc.StatusCode.OK
-        candidates: list[Candidate] = []
+        offered: list[Candidate] = []
+        refused: list[RefusedCandidate] = []
         try:
             events = self._stub.Anonymize(message, timeout=self._timeout,
                                           metadata=outgoing_metadata(request.tenant))
             async for event in events:
-                if event.HasField("candidate"):
-                    candidates.append(to_candidate(event.candidate))
+                if event.HasField("candidate") and event.candidate.refusal:
+                    refused.append(to_refused(event.candidate))
+                elif event.HasField("candidate"):
+                    offered.append(to_candidate(event.candidate))
                 elif event.HasField("progress"):
                     on_progress(event.progress)
         except grpc.aio.AioRpcError as exc:
@@ -126,11 +146,12 @@ class AnonymizerClient:
         finally:
             ANONYMIZER_SECONDS.labels(code.name).observe(time.perf_counter() - started)
         self._breaker.succeeded()
-        candidates.sort(key=lambda c: c.index)
-        if [c.index for c in candidates] != list(range(request.candidates)):
-            raise VeilError(f"anonymizer returned candidates {[c.index for c in candidates]}, "
-                            f"expected 0..{request.candidates - 1}")
-        return candidates
+        offered.sort(key=lambda c: c.index)
+        refused.sort(key=lambda r: r.index)
+        indices = sorted([c.index for c in offered] + [r.index for r in refused])
+        if indices != list(range(request.candidates)):
+            raise VeilError(f"anonymizer returned candidates {indices}, expected 0..{request.candidates - 1}")
+        return GeneratedRound(offered, refused)
 
     def _failed(self, exc: grpc.aio.AioRpcError) -> VeilError:
         """The call's error, after telling the breaker whether the anonymizer answered."""

@@ -65,6 +65,8 @@ def round_message(record: RoundRecord, url_for: UrlFor) -> gateway_pb2.Round:
         candidates=[gateway_pb2.SessionCandidate(index=c.index, image=image_ref(c.image, url_for),
                                                  receipt=receipt(c.receipt), faces=faces(c.faces))
                     for c in record.candidates],
+        refused=[gateway_pb2.RefusedCandidate(index=r.index, reason=r.reason, faces=faces(r.faces))
+                 for r in record.refused],
         feedback=FEEDBACK_TO_PROTO.get(record.feedback, gateway_pb2.FEEDBACK_KIND_UNSPECIFIED),
         created_at=timestamp(record.created_at))
 
@@ -77,7 +79,7 @@ def ledger_summary(summary: LedgerSummary) -> gateway_pb2.LedgerSummary:
 
 def release_message(release: Release, url_for: UrlFor) -> gateway_pb2.Release:
     result = release.result
-    candidate = release.accepted_round.candidates[result.release.candidate_index]
+    candidate = release.accepted_round.candidate(result.release.candidate_index)
     return gateway_pb2.Release(
         image=image_ref(result.release.target, url_for), receipt=receipt(candidate.receipt),
         charged_epsilon=result.charge.entry.epsilon, ledger=ledger_summary(result.charge.summary),

@@ -124,10 +124,11 @@ class RoundGenerator:
                                settings=settings, candidates=session.candidates_per_round,
                                seed=round_seed(session.seed, number), output_prefix=prefix)
         try:
-            candidates = await self._anonymizer.generate(
+            generated = await self._anonymizer.generate(
                 request, lambda progress: self._events.publish(session_id, progress))
             record = await asyncio.to_thread(self._state.sessions.add_round, tenant, session_id,
-                                             settings=settings, candidates=candidates, actor=actor)
+                                             settings=settings, candidates=generated.offered,
+                                             refused=generated.refused, actor=actor)
         except FailedPrecondition:
             await asyncio.shield(asyncio.to_thread(self._discard, tenant, prefix))
             stored = await self._stored(session, number)

@@ -53,6 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     anon.add_argument("--candidates", type=int, default=1)
     anon.add_argument("--seed", type=int, default=None)
     anon.add_argument("--batch-size", type=int, default=16)
+    anon.add_argument("--decode-tries", type=int, default=3,
+                      help="verified edits: decodes of a candidate until the attribute classifier reads the released "
+                           "values, else it is refused and not written (default 3; 0: unverified)")
     _model_arguments(anon)
     anon.set_defaults(func=_anonymize)
 
@@ -73,6 +76,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="explicit releases audited at --audit-eps, as IDENTITY_EPS:RHO items ('-': no identity "
                          "mechanism), e.g. -:0,-:1,2:0; -:0 is the attribute-only release")
     ev.add_argument("--audit-levels", default="1,2,3,4,5,6,7,8,9,10", help="levels audited (empty: none)")
+    ev.add_argument("--audit-decode-tries", type=int, default=0,
+                    help="audit verified edits as served with VEIL_DECODE_TRIES=N: refused outcomes are not released "
+                         "(default 0: every decode released)")
     ev.add_argument("--test-draws", type=int, default=1, help="test decodes per probe (the issue's bars want 2)")
     ev.add_argument("--sweep-levels", default=",".join(str(p.level) for p in LEVELS),
                     help="levels whose identity and utility are measured with the key attribute protected "
@@ -120,7 +126,7 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu")
 
 
-def _anonymizer(args: argparse.Namespace, max_batch: int = 32):
+def _anonymizer(args: argparse.Namespace, max_batch: int = 32, decode_tries: int = 0):
     import dataclasses
 
     from veil.diffusion import DEFAULT_MODEL_DIR
@@ -130,7 +136,8 @@ def _anonymizer(args: argparse.Namespace, max_batch: int = 32):
     model = DiffusionAutoencoder.from_pretrained(args.model or DEFAULT_MODEL_DIR, device=args.device)
     overrides = {k: v for k, v in (("steps", args.steps), ("guidance", args.guidance),
                                    ("guidance_base", args.guidance_base)) if v is not None}
-    return Anonymizer(model, dataclasses.replace(model.card.sampling, **overrides), max_batch=max_batch)
+    return Anonymizer(model, dataclasses.replace(model.card.sampling, **overrides), max_batch=max_batch,
+                      decode_tries=decode_tries)
 
 
 def _parse_eps(text: str) -> dict[str, float]:
@@ -150,6 +157,8 @@ PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
 def _anonymize(args: argparse.Namespace) -> int:
+    from veil.diffusion.photos import compose_candidates
+    from veil.diffusion.verify import require_tries
     from veil.privacy import DEFAULT_LEVEL, PrivacySettings
     from veil.faces.photo import decode_photo
     from veil.files import write_bytes_atomically
@@ -162,7 +171,9 @@ def _anonymize(args: argparse.Namespace) -> int:
         inputs = [args.input]
     else:
         raise InvalidArgument(f"{args.input}: no such file or folder")
-    anonymizer = _anonymizer(args, max_batch=args.batch_size)
+    if args.decode_tries:
+        require_tries(args.decode_tries, "--decode-tries")
+    anonymizer = _anonymizer(args, max_batch=args.batch_size, decode_tries=args.decode_tries)
     names = anonymizer.model.attribute_names
     protect = [a.strip() for a in args.protect.split(",") if a.strip()]
     if args.eps is not None:
@@ -175,27 +186,38 @@ def _anonymize(args: argparse.Namespace) -> int:
     # Decode everything before any work, and write only at the end: a bad input writes nothing.
     photos = [decode_photo(p.read_bytes(), args.max_side, what=str(p)) for p in inputs]
     size = anonymizer.model.image_size
-    crops = [i for i, photo in enumerate(photos) if photo.pixels.shape[:2] == (size, size)]
-    crop_results = anonymizer.anonymize([photos[i].pixels for i in crops], settings, args.candidates, args.seed) if crops else []
     pipeline = _pipeline(args, size)
+    # An image of the model's size is an aligned crop, anonymized whole (as before whole photos).
+    prepared = [None if photo.pixels.shape[:2] == (size, size) else pipeline.prepare(photo.pixels)
+                for photo in photos]
+    crops = [c for photo, item in zip(photos, prepared) for c in ([photo.pixels] if item is None else item.crops)]
+    released = (anonymizer.verified(anonymizer.prepare(crops), settings, args.candidates, args.seed)
+                if crops else [])
     single = not args.input.is_dir()
     outputs: list[tuple[Path, bytes]] = []
-    by_crop = dict(zip(crops, crop_results))
-    for index, (path, photo) in enumerate(zip(inputs, photos)):
-        if index in by_crop:  # an aligned crop, as before whole photos: PNG out
-            base = args.out if single else args.out / f"{path.stem}.png"
-            released = [(item.image, "PNG", None, item.receipt.to_dict()) for item in by_crop[index]]
-        else:
-            base = args.out if single else args.out / f"{path.stem}{path.suffix}"
-            released = _anonymize_photo(pipeline, anonymizer, photo, settings, args.candidates, args.seed)
-        for candidate, (pixels, fmt, alpha, receipt) in enumerate(released):
-            target = base if args.candidates == 1 else base.with_name(f"{base.stem}-{candidate}{base.suffix}")
-            outputs.append((target, _encode(pixels, target, fmt, alpha)))
+    refused = []
+    results = iter(released)
+    for path, photo, item in zip(inputs, photos, prepared):
+        per_crop = [next(results) for _ in range(1 if item is None else len(item.crops))]
+        suffix = ".png" if item is None else path.suffix
+        base = args.out if single else args.out / f"{path.stem}{suffix}"
+        candidates = compose_candidates(pipeline, photo, item, per_crop, args.candidates, args.seed)
+        for index, candidate in enumerate(candidates):
+            target = base if args.candidates == 1 else base.with_name(f"{base.stem}-{index}{base.suffix}")
+            if candidate.photo is None:
+                refused.append(f"{target}: refused: {candidate.refusal}")
+                continue
+            pixels = candidate.photo
+            fmt = "PNG" if item is None else pixels.format  # a crop is written as PNG, as before
+            outputs.append((target, _encode(pixels.pixels, target, fmt, pixels.alpha)))
             outputs.append((target.with_suffix(".receipt.json"),
-                            json.dumps(receipt, indent=2, sort_keys=True).encode()))
+                            json.dumps(candidate.receipt_json(), indent=2, sort_keys=True).encode()))
     for target, data in outputs:
         write_bytes_atomically(target, data)
-    print(f"wrote {len(outputs) // 2} image(s) with receipts under {args.out}")
+    for line in refused:
+        print(line, file=sys.stderr)
+    print(f"wrote {len(outputs) // 2} image(s) with receipts under {args.out}"
+          + (f"; {len(refused)} candidate(s) refused (never read as released)" if refused else ""))
     return 0
 
 
@@ -205,25 +227,6 @@ def _pipeline(args: argparse.Namespace, crop_size: int):
     options = {} if args.min_face is None else {"min_face": args.min_face}
     detector = HogDetector() if args.upsample is None else HogDetector(upsample=args.upsample)
     return FacePipeline(crop_size, detector, **options)
-
-
-def _anonymize_photo(pipeline, anonymizer, photo, settings, candidates: int, seed: int | None):
-    """Every face of one photo anonymized (all its crops in one batch); per candidate: pixels,
-    format, alpha and a receipt listing every face (box, score, action, its release's receipt)."""
-    from veil.faces import FaceAction
-
-    prepared = pipeline.prepare(photo.pixels)
-    per_face = anonymizer.anonymize(prepared.crops, settings, candidates, seed) if prepared.crops else []
-    released = []
-    for candidate in range(candidates):
-        result = pipeline.compose(prepared, [face[candidate].image for face in per_face],
-                                  None if seed is None else seed + candidate)
-        receipts = iter(face[candidate].receipt.to_dict() for face in per_face)
-        faces = [{"box": list(f.box.as_tuple()), "score": f.score, "action": f.action.value,
-                  "region": None if f.region is None else list(f.region.as_tuple()),
-                  "receipt": next(receipts) if f.action is FaceAction.ANONYMIZED else None} for f in result.faces]
-        released.append((result.image, photo.format, photo.alpha, {"faces": faces}))
-    return released
 
 
 def _encode(pixels, target: Path, fmt: str, alpha) -> bytes:
@@ -262,6 +265,7 @@ def _eval(args: argparse.Namespace) -> int:
     from veil.data import load_celeba
     from veil.diffusion.audit import AuditConfig, audit_model
     from veil.diffusion.evaluate import EvalConfig, evaluate
+    from veil.diffusion.verify import require_tries
     from veil.diffusion.train import TrainConfig, ensure_dataset, ensure_unseen_faces
     from veil.files import write_bytes_atomically
     from veil.machine import machine
@@ -284,7 +288,9 @@ def _eval(args: argparse.Namespace) -> int:
                             epsilons=comma_separated(args.audit_eps, float, "--audit-eps"),
                             levels=comma_separated(args.audit_levels, int, "--audit-levels"),
                             releases=_releases(args.audit_releases),
-                            test_seeds=tuple(range(2, 2 + args.test_draws)))
+                            test_seeds=tuple(range(2, 2 + args.test_draws)),
+                            decode_tries=require_tries(args.audit_decode_tries, "--audit-decode-tries")
+                            if args.audit_decode_tries else 0)
     if args.test_draws < 1:
         raise InvalidArgument(f"--test-draws must be >= 1, got {args.test_draws}")
     if args.audit_data is not None:

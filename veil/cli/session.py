@@ -139,6 +139,10 @@ def _print_round(client, session_id: str, round_: gateway_pb2.Round, out: Path) 
         client.download(candidate.image.object, path)
         print(f"  candidate {candidate.index}: {path} ({candidate.image.width}x{candidate.image.height}; "
               f"{describe_faces(candidate.faces)})")
+    for refused in round_.refused:
+        print(f"  candidate {refused.index}: refused: {refused.reason}")
+    if not round_.candidates:
+        print("  no candidate offered: answer with more, less or eps for a new round")
 
 
 def _print_release(client, session_id: str, release: gateway_pb2.Release, out: Path) -> None:

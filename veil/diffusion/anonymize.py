@@ -158,6 +158,11 @@ class Anonymizer:
         self.verifier = EditVerifier(self, decode_tries) if decode_tries else None
 
     @property
+    def decode_tries(self) -> int:
+        """The most decodes of a candidate until it reads as released; 0: unverified."""
+        return 0 if self.verifier is None else self.verifier.max_tries
+
+    @property
     def model_version(self) -> str:
         return self.model.card.model_version
 
@@ -199,10 +204,17 @@ class Anonymizer:
     def release(self, prepared: Prepared, settings: PrivacySettings, candidates: int = 1, seed: int | None = None,
                 progress: ProgressFn | None = None) -> list[list[AnonymizedImage]]:
         """K candidates for each prepared image under `settings`; with `decode_tries`, only the
-        verified ones (`offers` says why the others are not)."""
-        plan = self.plan(prepared, settings, candidates, seed)
-        offers = self.offers(plan, self.decode([plan], progress)[0])
+        verified ones (`verified` says why the others are not)."""
+        offers = self.verified(prepared, settings, candidates, seed, progress)
         return [[c.image for c in row if c.image is not None] for row in offers]
+
+    @torch.no_grad()
+    def verified(self, prepared: Prepared, settings: PrivacySettings, candidates: int = 1, seed: int | None = None,
+                 progress: ProgressFn | None = None) -> list[list[VerifiedCandidate]]:
+        """Every one of K candidates for each prepared image, offered or (with `decode_tries`)
+        refused: [image][candidate]."""
+        plan = self.plan(prepared, settings, candidates, seed)
+        return self.offers(plan, self.decode([plan], progress)[0], progress)
 
     @torch.no_grad()
     def plan(self, prepared: Prepared, settings: PrivacySettings, candidates: int = 1,
@@ -298,11 +310,12 @@ class Anonymizer:
         return self.model.attribute_logits(to_tensor(pixels, self.model.image_size).to(self.model.device))
 
     @torch.no_grad()
-    def offers(self, plan: ReleasePlan, pixels: Sequence[np.ndarray]) -> list[list[VerifiedCandidate]]:
+    def offers(self, plan: ReleasePlan, pixels: Sequence[np.ndarray],
+               progress: ProgressFn | None = None) -> list[list[VerifiedCandidate]]:
         """A decoded plan's candidates with their receipts, verified when `decode_tries` is set:
         [image][candidate]. Call it per plan after a batch decoded several plans together."""
         if self.verifier is not None:
-            return self.verifier.verify(plan, pixels)
+            return self.verifier.verify(plan, pixels, progress)
         return [[VerifiedCandidate(item, 1, (), item.receipt) for item in row] for row in self.receipts(plan, pixels)]
 
     def receipts(self, plan: ReleasePlan, pixels: Sequence[np.ndarray]) -> list[list[AnonymizedImage]]:

@@ -16,16 +16,32 @@ other randomness is the same in both. Measured against the original labels:
 * the largest expected accuracy drop of a non-protected attribute;
 * a fresh probe on z_sem itself (trained after the fact on training faces' z_sem).
 
+With `decode_tries` the outcomes are verified as served (veil.diffusion.verify): one the model's
+classifier does not read as released is decoded again, and one that never does is refused, not
+released. Every figure is then over what is released: an outcome's weight is its probability
+under the mechanism times whether it was offered, normalised per probe and draw (a draw with both
+outcomes refused releases nothing and counts for nothing). The refusal rates are reported: when
+refusing depends on the original (it can where the image is not a function of the released
+values alone), the released value is no longer distributed as the mechanism says, and the clean
+attacker's bar (nominal bound) is where that shows.
+
 Tuning and test probes are disjoint sets of identities the model never saw, decoded with
 different seeds; nothing measured on test decodes feeds a choice. Both are named in the output.
+
+With a cache folder each decoding group's outcomes are kept as they are decoded (keyed by the
+model's weights, the sampling, the probes, the seeds and the release), so a long audit (the full
+size on a CPU takes hours) stopped part-way resumes from the last group decoded.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,8 +52,9 @@ from veil.data import CelebA
 from veil.diffusion.anonymize import Anonymizer, Prepared, to_tensor
 from veil.diffusion.evaluate import EvalConfig, EvalNet, EvalReport, Row, evaluators, predict, train_network
 from veil.diffusion.leakage import (Interval, PosteriorTable, bayes_ceiling, bootstrap_mean, detector_ceiling,
-                                    expected_correct, paired_auc, wilson_interval)
+                                    paired_auc, wilson_interval)
 from veil.diffusion.mechanisms import keep_probability
+from veil.diffusion.verify import EditVerifier
 from veil.errors import InvalidArgument
 from veil.privacy import LEVELS, PrivacySettings
 
@@ -56,6 +73,7 @@ class AuditConfig:
     levels: tuple[int, ...] = tuple(p.level for p in LEVELS if p.attribute_epsilon is not None)
     tuning_seed: int = 1  # the tuning decodes' randomness
     test_seeds: tuple[int, ...] = (2,)  # one test draw per seed; per-probe results are averaged over them
+    decode_tries: int = 0  # verified edits as served (VEIL_DECODE_TRIES); 0: every decode released
     attacker_epochs: int = 10
     batch_size: int = 64
     seed: int = 0  # attacker training and the bootstrap
@@ -112,23 +130,58 @@ def split_probes(unseen: CelebA, tuning: int, test: int, seed: int) -> tuple[Cel
 
 @dataclass(frozen=True)
 class Outcomes:
-    """Decodes of each probe (D draws x N probes) with the protected value kept and flipped."""
+    """Decodes of each probe (D draws x N probes) with the protected value kept and flipped, and
+    whether each was offered (always, unverified; a refused one's pixels are its first decode)."""
 
     kept: np.ndarray  # uint8 (D, N, H, W, 3)
     flipped: np.ndarray
+    kept_offered: np.ndarray  # bool (D, N)
+    flipped_offered: np.ndarray
+
+    def weights(self, keep: float) -> tuple[np.ndarray, np.ndarray]:
+        """(D, N) probabilities of releasing the kept and the flipped decode, given a release."""
+        kept = keep * self.kept_offered
+        flipped = (1 - keep) * self.flipped_offered
+        total = kept + flipped
+        scale = np.divide(1.0, total, out=np.zeros_like(total, dtype=np.float64), where=total > 0)
+        return kept * scale, flipped * scale
 
 
 def decode_outcomes(anonymizer: Anonymizer, prepared: Prepared, privacy: PrivacySettings, attribute: str,
-                    seeds: Sequence[int]) -> Outcomes:
+                    seeds: Sequence[int], verifier: EditVerifier | None = None) -> Outcomes:
     j = anonymizer.model.attribute_names.index(attribute)
     value = prepared.predicted[:, j]
-    kept, flipped = [], []
+    pixels: dict[str, list[np.ndarray]] = {"kept": [], "flipped": []}
+    offered: dict[str, list[np.ndarray]] = {"kept": [], "flipped": []}
     for seed in seeds:
         plans = [anonymizer.plan(prepared, privacy, 1, seed, outcome={attribute: v}) for v in (value, -value)]
-        pixels = anonymizer.decode(plans)
-        kept.append(np.stack(pixels[0]))
-        flipped.append(np.stack(pixels[1]))
-    return Outcomes(np.stack(kept), np.stack(flipped))
+        for name, plan, decoded in zip(("kept", "flipped"), plans, anonymizer.decode(plans)):
+            if verifier is None:
+                pixels[name].append(np.stack(decoded))
+                offered[name].append(np.ones(len(decoded), dtype=bool))
+                continue
+            verified = [row[0] for row in verifier.verify(plan, decoded)]
+            pixels[name].append(np.stack([c.image.image if c.offered else first for c, first in zip(verified, decoded)]))
+            offered[name].append(np.array([c.offered for c in verified]))
+    return Outcomes(np.stack(pixels["kept"]), np.stack(pixels["flipped"]), np.stack(offered["kept"]),
+                    np.stack(offered["flipped"]))
+
+
+def expected_over_releases(right_kept: np.ndarray, right_flipped: np.ndarray, weights: tuple[np.ndarray, np.ndarray]
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """Per probe (averaged over the draws that released something): the expected rightness of
+    (D, N[, A]) verdicts under (D, N) release weights; and which probes released anything."""
+    w_kept, w_flipped = weights
+    released = (w_kept + w_flipped) > 0  # (D, N)
+    if right_kept.ndim == 3:
+        w_kept, w_flipped, mask = w_kept[..., None], w_flipped[..., None], released[..., None]
+    else:
+        mask = released
+    per_draw = w_kept * right_kept + w_flipped * right_flipped
+    draws = mask.sum(axis=0)
+    any_release = released.any(axis=0)
+    mean = np.divide((per_draw * mask).sum(axis=0), draws, out=np.zeros(per_draw.shape[1:]), where=draws > 0)
+    return mean[any_release], any_release
 
 
 def _reads_plus(net: EvalNet, images: np.ndarray, column: int | slice) -> np.ndarray:
@@ -142,6 +195,7 @@ def fine_tune(clean: EvalNet, images: np.ndarray, labels: np.ndarray, weights: n
               seed: int, head_from: int | None = None) -> EvalNet:
     """A one-output net started from the clean attacker's features (and its output `head_from`,
     so an attacker starts as the clean one), trained on weighted examples."""
+    torch.manual_seed(seed)  # the new head's initialisation: the same whatever ran before
     net = EvalNet(1, image_size=images.shape[1])
     state = {k: v for k, v in clean.state_dict().items() if not k.startswith("head.")}
     if head_from is not None:
@@ -169,14 +223,19 @@ class SettingResult:
     detector_ceiling: Interval
     realised_to_plus: Interval  # e.g. woman -> man
     realised_to_minus: Interval
-    utility_drop: dict[str, float] = field(default_factory=dict)
+    utility_drop: dict[str, float]
+    # Verified edits: the share of outcomes refused, kept and flipped per direction (0 unverified).
+    refused_kept: Interval
+    refused_to_plus: Interval
+    refused_to_minus: Interval
+    released_probes: int  # test probes with a release in some draw (all, unverified)
 
 
 class LeakageAudit:
     """The audit of one model against one attribute, on tuning and test probes of unseen identities."""
 
     def __init__(self, anonymizer: Anonymizer, clean: EvalNet, train: CelebA, unseen: CelebA, cfg: AuditConfig,
-                 probe_seed: int = 0, log: Callable[[str], None] = print) -> None:
+                 probe_seed: int = 0, log: Callable[[str], None] = print, cache_dir: Path | None = None) -> None:
         if cfg.tuning_seed in cfg.test_seeds:
             raise InvalidArgument("tuning and test decodes must use different seeds")
         names = anonymizer.model.attribute_names
@@ -190,6 +249,9 @@ class LeakageAudit:
         self.tuning, self.test = split_probes(unseen, cfg.tuning_probes, cfg.test_probes, probe_seed)
         self.probe_seed = probe_seed
         self.train = train
+        self.verifier = EditVerifier(anonymizer, cfg.decode_tries) if cfg.decode_tries else None
+        self.cache_dir = cache_dir
+        self._weights = _weights_digest(anonymizer) if cache_dir is not None else ""
         self.table = PosteriorTable(train.attributes[:, self.key], train.attributes[:, self.unchanged])
 
     def run(self, report: EvalReport) -> dict[str, Any]:
@@ -198,7 +260,7 @@ class LeakageAudit:
         prepared_tuning = self.anonymizer.prepare(list(self.tuning.images))
         prepared_test = self.anonymizer.prepare(list(self.test.images))
         labels = self.test.attributes
-        original_acc = (_reads_plus(self.clean, self.test.images[None], slice(None))[0] == (labels > 0)).mean(axis=0)
+        original_right = _reads_plus(self.clean, self.test.images[None], slice(None))[0] == (labels > 0)  # (N, A)
         results: list[SettingResult] = []
         groups: dict[tuple[float | None, float], list[Setting]] = {}
         for setting in settings(cfg, self.names):
@@ -207,13 +269,13 @@ class LeakageAudit:
             self.log(f"audit: decoding kept/flipped outcomes (identity eps {identity_eps}, rho {rho}) "
                      f"for {', '.join(f'{s.name} eps={s.epsilon:g}' for s in members)}")
             privacy = members[0].privacy
-            tuning = decode_outcomes(self.anonymizer, prepared_tuning, privacy, cfg.attribute, [cfg.tuning_seed])
-            test = decode_outcomes(self.anonymizer, prepared_test, privacy, cfg.attribute, cfg.test_seeds)
+            tuning = self._outcomes(self.tuning, prepared_tuning, privacy, [cfg.tuning_seed])
+            test = self._outcomes(self.test, prepared_test, privacy, list(cfg.test_seeds))
             shared = self._outcome_measures(prepared_test, tuning, test)
             reads_kept = _reads_plus(self.clean, test.kept, slice(None))
             reads_flipped = _reads_plus(self.clean, test.flipped, slice(None))
             for setting in members:
-                results.append(self._setting(setting, tuning, test, shared, reads_kept, reads_flipped, original_acc))
+                results.append(self._setting(setting, tuning, test, shared, reads_kept, reads_flipped, original_right))
         for r in results:
             self._rows(report, r)
         zsem = self.zsem_probe()
@@ -232,57 +294,94 @@ class LeakageAudit:
             "settings": [_result_dict(r) for r in results],
         }
 
+    def _outcomes(self, probes: CelebA, prepared: Prepared, privacy: PrivacySettings, seeds: list[int]) -> Outcomes:
+        """decode_outcomes, read from / kept in the cache folder when there is one."""
+        if self.cache_dir is None:
+            return decode_outcomes(self.anonymizer, prepared, privacy, self.cfg.attribute, seeds, self.verifier)
+        key = hashlib.sha256(json.dumps([
+            OUTCOMES_VERSION, self._weights, dataclasses.asdict(self.anonymizer.sampling), _digest(probes.identities),
+            hashlib.sha256(probes.images.tobytes()).hexdigest(), seeds, self.cfg.attribute, self.cfg.decode_tries,
+            privacy.to_json()], sort_keys=True, default=str).encode()).hexdigest()[:20]
+        path = Path(self.cache_dir) / f"audit-outcomes-{key}.npz"
+        if path.is_file():
+            with np.load(path) as stored:
+                self.log(f"audit: outcomes read from {path}")
+                return Outcomes(stored["kept"], stored["flipped"], stored["kept_offered"], stored["flipped_offered"])
+        outcomes = decode_outcomes(self.anonymizer, prepared, privacy, self.cfg.attribute, seeds, self.verifier)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, **dataclasses.asdict(outcomes))
+        tmp.replace(path)
+        return outcomes
+
     def _probes_named(self, probes: CelebA, seeds: list[int], use: str) -> dict[str, Any]:
         ids = probes.identities
         return {"probes": len(probes), "source": str(probes.root), "probe_seed": self.probe_seed,
                 "identities_sha": _digest(ids), "decode_seeds": seeds, "used_for": use}
 
     def _outcome_measures(self, prepared_test: Prepared, tuning: Outcomes, test: Outcomes) -> dict[str, Interval]:
-        """What does not depend on eps: the detector and edit realisation."""
+        """What does not depend on eps: the detector, edit realisation and (verified) refusals."""
         cfg = self.cfg
         n = tuning.kept.shape[1]
         detector = fine_tune(self.clean, np.concatenate([tuning.kept[0], tuning.flipped[0]]),
-                             np.concatenate([-np.ones(n), np.ones(n)]), np.ones(2 * n), cfg.attacker_epochs,
-                             cfg.batch_size, cfg.seed)
+                             np.concatenate([-np.ones(n), np.ones(n)]),
+                             np.concatenate([tuning.kept_offered[0], tuning.flipped_offered[0]]).astype(np.float64),
+                             cfg.attacker_epochs, cfg.batch_size, cfg.seed)
 
-        def score(images: np.ndarray) -> np.ndarray:  # per probe, averaged over the test draws
+        def score(images: np.ndarray, offered: np.ndarray) -> np.ndarray:  # per probe, over its offered draws
             logits = predict(detector, images.reshape(-1, *images.shape[2:]), "logits")[:, 0].numpy()
-            return logits.reshape(images.shape[:2]).mean(axis=0)
+            logits = logits.reshape(images.shape[:2])
+            return np.divide((logits * offered).sum(axis=0), offered.sum(axis=0),
+                             out=np.full(offered.shape[1], np.nan), where=offered.any(axis=0))
 
-        flipped_scores, kept_scores = score(test.flipped), score(test.kept)
+        flipped_scores, kept_scores = score(test.flipped, test.flipped_offered), score(test.kept, test.kept_offered)
+        paired = ~np.isnan(flipped_scores) & ~np.isnan(kept_scores)
         predicted = prepared_test.predicted[:, self.key].cpu().numpy()
         reads = _reads_plus(self.clean, test.flipped, self.key)  # (D, N)
+        offered = test.flipped_offered
         to_plus, to_minus = predicted < 0, predicted > 0
+
+        def refused(mask: np.ndarray, probes: np.ndarray) -> Interval:
+            return wilson_interval(int((~mask[:, probes]).sum()), int(mask[:, probes].size))
+
         return {
-            "detector": paired_auc(flipped_scores, kept_scores, seed=cfg.seed),
+            "detector": paired_auc(flipped_scores[paired], kept_scores[paired], seed=cfg.seed),
             "detector_ceiling": detector_ceiling(self.table, self.test.attributes[:, self.key],
                                                  self.test.attributes[:, self.unchanged]),
-            "to_plus": wilson_interval(int(reads[:, to_plus].sum()), int(to_plus.sum() * reads.shape[0])),
-            "to_minus": wilson_interval(int((~reads[:, to_minus]).sum()), int(to_minus.sum() * reads.shape[0])),
+            "to_plus": wilson_interval(int((reads & offered)[:, to_plus].sum()), int(offered[:, to_plus].sum())),
+            "to_minus": wilson_interval(int((~reads & offered)[:, to_minus].sum()), int(offered[:, to_minus].sum())),
+            "refused_kept": refused(test.kept_offered, np.ones_like(to_plus)),
+            "refused_to_plus": refused(offered, to_plus),
+            "refused_to_minus": refused(offered, to_minus),
         }
 
     def _setting(self, setting: Setting, tuning: Outcomes, test: Outcomes, shared: dict[str, Interval],
-                 reads_kept: np.ndarray, reads_flipped: np.ndarray, original_acc: np.ndarray) -> SettingResult:
+                 reads_kept: np.ndarray, reads_flipped: np.ndarray, original_right: np.ndarray) -> SettingResult:
         cfg, key = self.cfg, self.key
         keep = keep_probability(setting.epsilon)
+        weights = test.weights(keep)
         truth = self.test.attributes > 0
-        right_kept = (reads_kept == truth).mean(axis=0)  # (N, A), averaged over test draws
-        right_flipped = (reads_flipped == truth).mean(axis=0)
-        clean = bootstrap_mean(expected_correct(right_kept[:, key], right_flipped[:, key], keep), seed=cfg.seed)
+        right_kept, right_flipped = reads_kept == truth, reads_flipped == truth  # (D, N, A)
+        clean_right, released = expected_over_releases(right_kept[..., key], right_flipped[..., key], weights)
+        clean = bootstrap_mean(clean_right, seed=cfg.seed)
         tuning_labels = self.tuning.attributes[:, key]
+        tuning_kept, tuning_flipped = tuning.weights(keep)
         adaptive_net = fine_tune(self.clean, np.concatenate([tuning.kept[0], tuning.flipped[0]]),
                                  np.concatenate([tuning_labels, tuning_labels]),
-                                 np.concatenate([np.full(len(tuning_labels), keep), np.full(len(tuning_labels), 1 - keep)]),
+                                 np.concatenate([tuning_kept[0], tuning_flipped[0]]),
                                  cfg.attacker_epochs, cfg.batch_size, cfg.seed, head_from=key)
-        adaptive_kept = (_reads_plus(adaptive_net, test.kept, 0) == truth[:, key]).mean(axis=0)
-        adaptive_flipped = (_reads_plus(adaptive_net, test.flipped, 0) == truth[:, key]).mean(axis=0)
-        adaptive = bootstrap_mean(expected_correct(adaptive_kept, adaptive_flipped, keep), seed=cfg.seed)
+        adaptive_right, _ = expected_over_releases(_reads_plus(adaptive_net, test.kept, 0) == truth[:, key],
+                                                   _reads_plus(adaptive_net, test.flipped, 0) == truth[:, key], weights)
+        adaptive = bootstrap_mean(adaptive_right, seed=cfg.seed)
         ceiling = bootstrap_mean(bayes_ceiling(self.table, self.test.attributes[:, key],
                                                self.test.attributes[:, self.unchanged], keep), seed=cfg.seed)
-        expected_acc = keep * right_kept.mean(axis=0) + (1 - keep) * right_flipped.mean(axis=0)
+        expected_acc = expected_over_releases(right_kept, right_flipped, weights)[0].mean(axis=0)
+        original_acc = original_right[released].mean(axis=0)
         drops = {self.names[j]: float(original_acc[j] - expected_acc[j]) for j in self.unchanged}
         return SettingResult(setting.name, setting.epsilon, keep, clean, adaptive, ceiling, shared["detector"],
-                             shared["detector_ceiling"], shared["to_plus"], shared["to_minus"], drops)
+                             shared["detector_ceiling"], shared["to_plus"], shared["to_minus"], drops,
+                             shared["refused_kept"], shared["refused_to_plus"], shared["refused_to_minus"],
+                             int(released.sum()))
 
     def _rows(self, report: EvalReport, r: SettingResult) -> None:
         cfg, attr = self.cfg, self.cfg.attribute
@@ -304,6 +403,11 @@ class LeakageAudit:
                        f"95% {value.low:.3f}-{value.high:.3f}")
         worst = max(r.utility_drop, key=r.utility_drop.get)
         report.add(f"{head} largest utility drop", r.utility_drop[worst], "<=", cfg.utility_drop, worst)
+        if cfg.decode_tries:
+            for outcome, value in (("kept", r.refused_kept), (f"flipped {attr} -1 -> +1", r.refused_to_plus),
+                                   (f"flipped {attr} +1 -> -1", r.refused_to_minus)):
+                report.add(f"{head} refused {outcome}", value.value,
+                           note=f"95% {value.low:.3f}-{value.high:.3f}; after {cfg.decode_tries} decodes")
 
     def zsem_probe(self) -> Interval:
         """A linear probe trained after the fact on training faces' z_sem; its accuracy on the test probes'."""
@@ -344,14 +448,29 @@ def upper_bar_row(name: str, value: Interval, threshold: float, note: str, judge
     return Row(name, value.value, f"hi <= {threshold:.3f}", passed, f"95% {value.low:.3f}-{value.high:.3f}; {note}")
 
 
+OUTCOMES_VERSION = "audit-outcomes-1"
+
+
+def _weights_digest(anonymizer: Anonymizer) -> str:
+    """The loaded model's weights (a card's version need not change with them)."""
+    digest = hashlib.sha256()
+    for name, net in sorted(anonymizer.model.networks().items()):
+        for key, tensor in sorted(net.state_dict().items()):
+            digest.update(f"{name}.{key}".encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _digest(ids: np.ndarray) -> str:
     return hashlib.sha256(np.asarray(ids, dtype=np.int64).tobytes()).hexdigest()[:16]
 
 
 def _result_dict(r: SettingResult) -> dict[str, Any]:
     out: dict[str, Any] = {"name": r.name, "epsilon": r.epsilon, "bound": r.bound, "utility_drop": r.utility_drop}
-    for name in ("clean", "adaptive", "ceiling", "detector", "detector_ceiling", "realised_to_plus", "realised_to_minus"):
+    for name in ("clean", "adaptive", "ceiling", "detector", "detector_ceiling", "realised_to_plus", "realised_to_minus",
+                 "refused_kept", "refused_to_plus", "refused_to_minus"):
         out[name] = getattr(r, name).to_dict()
+    out["released_probes"] = r.released_probes
     return out
 
 
@@ -362,6 +481,7 @@ def audit_model(anonymizer: Anonymizer, data: CelebA, unseen: CelebA, eval_cfg: 
     started = time.monotonic()
     train = data.split("train")
     clean, _ = evaluators(train, eval_cfg, data.fingerprint(), cache_dir, log)
-    details = LeakageAudit(anonymizer, clean, train, unseen, cfg, eval_cfg.probe_seed, log).run(report)
+    details = LeakageAudit(anonymizer, clean, train, unseen, cfg, eval_cfg.probe_seed, log,
+                           None if cache_dir is None else Path(cache_dir)).run(report)
     details["seconds"] = time.monotonic() - started
     report.details["audit"] = details

@@ -53,8 +53,8 @@ def receipt_from_proto(message: common_pb2.Receipt) -> Receipt:
     )
 
 
-def model_info_to_proto(card: DiffusionModelCard, *, sampling_steps: int, runtime: str, device: str,
-                        max_images_per_request: int, max_image_bytes: int) -> anonymizer_pb2.ModelInfo:
+def model_info_to_proto(card: DiffusionModelCard, *, sampling_steps: int, decode_tries: int, runtime: str,
+                        device: str, max_images_per_request: int, max_image_bytes: int) -> anonymizer_pb2.ModelInfo:
     return anonymizer_pb2.ModelInfo(
         model_version=card.model_version,
         image_size=card.image_size,
@@ -70,4 +70,5 @@ def model_info_to_proto(card: DiffusionModelCard, *, sampling_steps: int, runtim
         max_images_per_request=max_images_per_request,
         max_image_bytes=max_image_bytes,
         sampling_steps=sampling_steps,
+        decode_tries=decode_tries,
     )

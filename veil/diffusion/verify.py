@@ -32,7 +32,7 @@ from veil.errors import InvalidArgument
 from veil.privacy import Mechanism, PrivacySettings
 
 if TYPE_CHECKING:  # anonymize imports this module to verify its own plans
-    from veil.diffusion.anonymize import AnonymizedImage, Anonymizer, Prepared, Receipt, ReleasePlan
+    from veil.diffusion.anonymize import AnonymizedImage, Anonymizer, Prepared, ProgressFn, Receipt, ReleasePlan
 
 MAX_TRIES = 10
 MAX_GUIDANCE = 20.0  # SamplingConfig's bound
@@ -75,9 +75,13 @@ class EditVerifier:
         plan = self.anonymizer.plan(prepared, privacy, candidates, seed)
         return self.verify(plan, self.anonymizer.decode([plan])[0])
 
-    def verify(self, plan: ReleasePlan, pixels: Sequence[np.ndarray]) -> list[list[VerifiedCandidate]]:
-        """The plan's decoded `pixels` checked, re-decoding the rows that disagree: [image][candidate]."""
+    def verify(self, plan: ReleasePlan, pixels: Sequence[np.ndarray],
+               progress: ProgressFn | None = None) -> list[list[VerifiedCandidate]]:
+        """The plan's decoded `pixels` checked, re-decoding the rows that disagree: [image][candidate].
+        `progress` sees each step of a decode again as stage "verify" (how many there will be is
+        known only once each try is read)."""
         anonymizer = self.anonymizer
+        retry_progress = None if progress is None else (lambda _stage, step, total: progress("verify", step, total))
         pixels = list(pixels)
         checked = self._checked(plan)
         tries = np.ones(len(plan), dtype=int)
@@ -93,7 +97,8 @@ class EditVerifier:
                 plan, released=plan.released[index], z=plan.z[index],
                 source=None if plan.source is None else plan.source[index],
                 x_start=resample_start(plan.x_start[index], self.retry_rho, gen))
-            decoded = anonymizer.decode([retry], sampling=dataclasses.replace(anonymizer.sampling, guidance=guidance))
+            decoded = anonymizer.decode([retry], retry_progress,
+                                        dataclasses.replace(anonymizer.sampling, guidance=guidance))
             for r, image in zip(rows, decoded[0]):
                 pixels[r] = image
             tries[rows] += 1

@@ -36,7 +36,7 @@ class PrivacyLevel(_message.Message):
     def __init__(self, level: _Optional[int] = ..., attribute_epsilon: _Optional[float] = ..., identity_epsilon: _Optional[float] = ..., rho: _Optional[float] = ..., image_level_guarantee: _Optional[bool] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("model_version", "image_size", "attributes", "levels", "default_level", "identity_delta", "max_candidates", "runtime", "device", "max_images_per_request", "max_image_bytes", "sampling_steps")
+    __slots__ = ("model_version", "image_size", "attributes", "levels", "default_level", "identity_delta", "max_candidates", "runtime", "device", "max_images_per_request", "max_image_bytes", "sampling_steps", "decode_tries")
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     IMAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,7 @@ class ModelInfo(_message.Message):
     MAX_IMAGES_PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
     MAX_IMAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_STEPS_FIELD_NUMBER: _ClassVar[int]
+    DECODE_TRIES_FIELD_NUMBER: _ClassVar[int]
     model_version: str
     image_size: int
     attributes: _containers.RepeatedCompositeFieldContainer[AttributeInfo]
@@ -61,7 +62,8 @@ class ModelInfo(_message.Message):
     max_images_per_request: int
     max_image_bytes: int
     sampling_steps: int
-    def __init__(self, model_version: _Optional[str] = ..., image_size: _Optional[int] = ..., attributes: _Optional[_Iterable[_Union[AttributeInfo, _Mapping]]] = ..., levels: _Optional[_Iterable[_Union[PrivacyLevel, _Mapping]]] = ..., default_level: _Optional[int] = ..., identity_delta: _Optional[float] = ..., max_candidates: _Optional[int] = ..., runtime: _Optional[str] = ..., device: _Optional[str] = ..., max_images_per_request: _Optional[int] = ..., max_image_bytes: _Optional[int] = ..., sampling_steps: _Optional[int] = ...) -> None: ...
+    decode_tries: int
+    def __init__(self, model_version: _Optional[str] = ..., image_size: _Optional[int] = ..., attributes: _Optional[_Iterable[_Union[AttributeInfo, _Mapping]]] = ..., levels: _Optional[_Iterable[_Union[PrivacyLevel, _Mapping]]] = ..., default_level: _Optional[int] = ..., identity_delta: _Optional[float] = ..., max_candidates: _Optional[int] = ..., runtime: _Optional[str] = ..., device: _Optional[str] = ..., max_images_per_request: _Optional[int] = ..., max_image_bytes: _Optional[int] = ..., sampling_steps: _Optional[int] = ..., decode_tries: _Optional[int] = ...) -> None: ...
 
 class AnonymizeRequest(_message.Message):
     __slots__ = ("request_id", "images", "protect", "privacy", "candidates", "seed", "output_prefix", "subject_id", "faces")
@@ -108,7 +110,7 @@ class AnonymizeUploadRequest(_message.Message):
     def __init__(self, request: _Optional[_Union[AnonymizeRequest, _Mapping]] = ..., image: _Optional[_Union[_common_pb2.UploadHeader, _Mapping]] = ..., chunk: _Optional[_Union[_common_pb2.Chunk, _Mapping]] = ...) -> None: ...
 
 class Candidate(_message.Message):
-    __slots__ = ("image_index", "candidate_index", "image", "receipt", "input", "receipt_object", "faces")
+    __slots__ = ("image_index", "candidate_index", "image", "receipt", "input", "receipt_object", "faces", "refusal")
     IMAGE_INDEX_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_INDEX_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +118,7 @@ class Candidate(_message.Message):
     INPUT_FIELD_NUMBER: _ClassVar[int]
     RECEIPT_OBJECT_FIELD_NUMBER: _ClassVar[int]
     FACES_FIELD_NUMBER: _ClassVar[int]
+    REFUSAL_FIELD_NUMBER: _ClassVar[int]
     image_index: int
     candidate_index: int
     image: _common_pb2.ImageRef
@@ -123,7 +126,8 @@ class Candidate(_message.Message):
     input: _common_pb2.ObjectRef
     receipt_object: _common_pb2.ObjectRef
     faces: _containers.RepeatedCompositeFieldContainer[_common_pb2.FaceRelease]
-    def __init__(self, image_index: _Optional[int] = ..., candidate_index: _Optional[int] = ..., image: _Optional[_Union[_common_pb2.ImageRef, _Mapping]] = ..., receipt: _Optional[_Union[_common_pb2.Receipt, _Mapping]] = ..., input: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., receipt_object: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., faces: _Optional[_Iterable[_Union[_common_pb2.FaceRelease, _Mapping]]] = ...) -> None: ...
+    refusal: str
+    def __init__(self, image_index: _Optional[int] = ..., candidate_index: _Optional[int] = ..., image: _Optional[_Union[_common_pb2.ImageRef, _Mapping]] = ..., receipt: _Optional[_Union[_common_pb2.Receipt, _Mapping]] = ..., input: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., receipt_object: _Optional[_Union[_common_pb2.ObjectRef, _Mapping]] = ..., faces: _Optional[_Iterable[_Union[_common_pb2.FaceRelease, _Mapping]]] = ..., refusal: _Optional[str] = ...) -> None: ...
 
 class AnonymizeEvent(_message.Message):
     __slots__ = ("progress", "candidate")

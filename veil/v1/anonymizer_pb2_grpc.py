@@ -73,15 +73,19 @@ class AnonymizerServicer:
         from AnonymizeRequest.faces), aligned to the model's size, and every crop of the request is
         anonymized in one micro-batch (a photo with N faces and K candidates is N x K rows); each
         candidate is the whole photo with the faces blended back, every pixel outside their regions
-        as it came. Faces the caller keeps are untouched; faces under the service's minimum size are
-        obscured; a photo without a face comes back unchanged with no faces. A photo of exactly the
-        model's size with no boxes given is one aligned face. Requests of several callers are decoded
-        together in micro-batches. The stream carries Progress events ("queued"; "started" when its
-        batch starts, with the batch id; "invert" and "decode" per diffusion step of the batch;
-        "image_done" per image) and one Candidate per generated image. Results are written to the
+        as it came. With verified edits (ModelInfo.decode_tries) a face whose decode does not read as
+        its released values is decoded again; a candidate with a face that never does is refused
+        (Candidate.refusal) and nothing of it is written. Faces the caller keeps are untouched; faces
+        under the service's minimum size are obscured; a photo without a face comes back unchanged
+        with no faces. A photo of exactly the model's size with no boxes given is one aligned face.
+        Requests of several callers are decoded together in micro-batches. The stream carries
+        Progress events ("queued"; "started" when its batch starts, with the batch id; "invert" and
+        "decode" per diffusion step of the batch; "verify" per diffusion step of a decode again, its
+        total unknown (0); "image_done" per image) and one Candidate per generated image. Results are written to the
         object store only once the whole request has succeeded, under `output_prefix`:
         <output_prefix>/<image_index>-<candidate_index>.png|.jpg|.webp  the candidate (input's format)
         <output_prefix>/<image_index>-<candidate_index>.receipt.json    every face with its receipt (JSON)
+        (for offered candidates only)
         replacing objects of the same keys. A call that fails, is cancelled or passes its deadline
         before its last event leaves no object behind (results already written are deleted).
         Cancellation and deadlines: a request still queued is dropped before any work; a running

@@ -184,15 +184,17 @@ class FaceBox(_message.Message):
     def __init__(self, left: _Optional[int] = ..., top: _Optional[int] = ..., right: _Optional[int] = ..., bottom: _Optional[int] = ...) -> None: ...
 
 class FaceRelease(_message.Message):
-    __slots__ = ("box", "score", "action", "receipt", "region")
+    __slots__ = ("box", "score", "action", "receipt", "region", "unverified_attributes")
     BOX_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     RECEIPT_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
+    UNVERIFIED_ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     box: FaceBox
     score: float
     action: FaceAction
     receipt: Receipt
     region: FaceBox
-    def __init__(self, box: _Optional[_Union[FaceBox, _Mapping]] = ..., score: _Optional[float] = ..., action: _Optional[_Union[FaceAction, str]] = ..., receipt: _Optional[_Union[Receipt, _Mapping]] = ..., region: _Optional[_Union[FaceBox, _Mapping]] = ...) -> None: ...
+    unverified_attributes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, box: _Optional[_Union[FaceBox, _Mapping]] = ..., score: _Optional[float] = ..., action: _Optional[_Union[FaceAction, str]] = ..., receipt: _Optional[_Union[Receipt, _Mapping]] = ..., region: _Optional[_Union[FaceBox, _Mapping]] = ..., unverified_attributes: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from veil.v1 import common_pb2 as veil_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15veil/v1/gateway.proto\x12\x07veil.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14veil/v1/common.proto\"f\n\x12UploadImageRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x15.veil.v1.UploadHeaderH\x00\x12\x1f\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x0e.veil.v1.ChunkH\x00\x42\x06\n\x04part\"\xbe\x01\n\x14\x43reateSessionRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nsubject_id\x18\x02 \x01(\t\x12!\n\x05image\x18\x03 \x01(\x0b\x32\x12.veil.v1.ObjectRef\x12\x0f\n\x07protect\x18\x04 \x03(\t\x12(\n\x07privacy\x18\x05 \x01(\x0b\x32\x17.veil.v1.PrivacySetting\x12\x12\n\ncandidates\x18\x06 \x01(\x05\x12\x0c\n\x04seed\x18\x07 \x01(\x04\"\x8b\x01\n\x10SessionCandidate\x12\r\n\x05index\x18\x01 \x01(\x05\x12 \n\x05image\x18\x02 \x01(\x0b\x32\x11.veil.v1.ImageRef\x12!\n\x07receipt\x18\x03 \x01(\x0b\x32\x10.veil.v1.Receipt\x12#\n\x05\x66\x61\x63\x65s\x18\x04 \x03(\x0b\x32\x14.veil.v1.FaceRelease\"\xcf\x02\n\x05Round\x12\x0e\n\x06number\x18\x01 \x01(\x05\x12?\n\x11\x61ttribute_epsilon\x18\x02 \x03(\x0b\x32$.veil.v1.Round.AttributeEpsilonEntry\x12\x18\n\x10identity_epsilon\x18\x03 \x01(\x01\x12\x0b\n\x03rho\x18\x04 \x01(\x01\x12\r\n\x05level\x18\x05 \x01(\x05\x12-\n\ncandidates\x18\x06 \x03(\x0b\x32\x19.veil.v1.SessionCandidate\x12\'\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\x07 \x01(\x0e\x32\x15.veil.v1.FeedbackKind\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x37\n\x15\x41ttributeEpsilonEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xd4\x01\n\x07Release\x12 \n\x05image\x18\x01 \x01(\x0b\x32\x11.veil.v1.ImageRef\x12!\n\x07receipt\x18\x02 \x01(\x0b\x32\x10.veil.v1.Receipt\x12\x17\n\x0f\x63harged_epsilon\x18\x03 \x01(\x01\x12&\n\x06ledger\x18\x04 \x01(\x0b\x32\x16.veil.v1.LedgerSummary\x12\x1e\n\x16unlearning_request_ids\x18\x05 \x03(\t\x12#\n\x05\x66\x61\x63\x65s\x18\x06 \x03(\x0b\x32\x14.veil.v1.FaceRelease\"\x9b\x02\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\nsubject_id\x18\x02 \x01(\t\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.veil.v1.SessionState\x12\x0f\n\x07protect\x18\x04 \x03(\t\x12#\n\x08original\x18\x05 \x01(\x0b\x32\x11.veil.v1.ImageRef\x12$\n\x0clatest_round\x18\x06 \x01(\x0b\x32\x0e.veil.v1.Round\x12\x13\n\x0bround_count\x18\x07 \x01(\x05\x12!\n\x07release\x18\x08 \x01(\x0b\x32\x10.veil.v1.Release\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"P\n\x13ListSessionsRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"S\n\x14ListSessionsResponse\x12\"\n\x08sessions\x18\x01 \x03(\x0b\x32\x10.veil.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"=\n\x13StreamRoundsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\nfrom_round\x18\x02 \x01(\x05\"\x88\x01\n\nRoundEvent\x12%\n\x08progress\x18\x01 \x01(\x0b\x32\x11.veil.v1.ProgressH\x00\x12\x1f\n\x05round\x18\x02 \x01(\x0b\x32\x0e.veil.v1.RoundH\x00\x12)\n\rsession_ended\x18\x03 \x01(\x0b\x32\x10.veil.v1.SessionH\x00\x42\x07\n\x05\x65vent\"\xd9\x01\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12#\n\x04kind\x18\x03 \x01(\x0e\x32\x15.veil.v1.FeedbackKind\x12\x11\n\tcandidate\x18\x04 \x01(\x05\x12\x36\n\x07\x65psilon\x18\x05 \x03(\x0b\x32%.veil.v1.FeedbackRequest.EpsilonEntry\x1a.\n\x0c\x45psilonEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"w\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12!\n\x07session\x18\x01 \x01(\x0b\x32\x10.veil.v1.Session\x12\x1d\n\x05round\x18\x02 \x01(\x0b\x32\x0e.veil.v1.Round\x12!\n\x07release\x18\x03 \x01(\x0b\x32\x10.veil.v1.Release\"&\n\x10GetLedgerRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\"m\n\rLedgerSummary\x12\x18\n\x10\x63omposed_epsilon\x18\x01 \x01(\x01\x12\x13\n\x0bsum_epsilon\x18\x02 \x01(\x01\x12\r\n\x05\x64\x65lta\x18\x03 \x01(\x01\x12\x0b\n\x03\x63\x61p\x18\x04 \x01(\x01\x12\x11\n\tremaining\x18\x05 \x01(\x01\"\x9d\x01\n\x0bLedgerEntry\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x12\n\nreceipt_id\x18\x03 \x01(\t\x12\x0f\n\x07\x65psilon\x18\x04 \x01(\x01\x12\x13\n\x0b\x65vents_json\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"l\n\x06Ledger\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\'\n\x07summary\x18\x02 \x01(\x0b\x32\x16.veil.v1.LedgerSummary\x12%\n\x07\x65ntries\x18\x03 \x03(\x0b\x32\x14.veil.v1.LedgerEntry\"5\n\x0f\x44ownloadRequest\x12\"\n\x06object\x18\x01 \x01(\x0b\x32\x12.veil.v1.ObjectRef\"=\n\x13\x43loseSessionRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\"L\n\x13\x44\x65leteUploadRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12!\n\x05image\x18\x02 \x01(\x0b\x32\x12.veil.v1.ObjectRef\"K\n\x14\x44\x65leteUploadResponse\x12!\n\x05image\x18\x01 \x01(\x0b\x32\x12.veil.v1.ObjectRef\x12\x10\n\x08sessions\x18\x02 \x01(\x05*\x97\x01\n\x0cSessionState\x12\x1d\n\x19SESSION_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14SESSION_STATE_ACTIVE\x10\x01\x12\x1a\n\x16SESSION_STATE_ACCEPTED\x10\x02\x12\x18\n\x14SESSION_STATE_CLOSED\x10\x03\x12\x18\n\x14SESSION_STATE_FAILED\x10\x04*\xa6\x01\n\x0c\x46\x65\x65\x64\x62\x61\x63kKind\x12\x1d\n\x19\x46\x45\x45\x44\x42\x41\x43K_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x46\x45\x45\x44\x42\x41\x43K_KIND_MORE_PRIVACY\x10\x01\x12\x1e\n\x1a\x46\x45\x45\x44\x42\x41\x43K_KIND_LESS_PRIVACY\x10\x02\x12\x18\n\x14\x46\x45\x45\x44\x42\x41\x43K_KIND_ACCEPT\x10\x03\x12\x1d\n\x19\x46\x45\x45\x44\x42\x41\x43K_KIND_SET_EPSILON\x10\x04\x32\x99\x05\n\x07Gateway\x12?\n\x0bUploadImage\x12\x1b.veil.v1.UploadImageRequest\x1a\x11.veil.v1.ImageRef(\x01\x12@\n\rCreateSession\x12\x1d.veil.v1.CreateSessionRequest\x1a\x10.veil.v1.Session\x12:\n\nGetSession\x12\x1a.veil.v1.GetSessionRequest\x1a\x10.veil.v1.Session\x12K\n\x0cListSessions\x12\x1c.veil.v1.ListSessionsRequest\x1a\x1d.veil.v1.ListSessionsResponse\x12\x43\n\x0cStreamRounds\x12\x1c.veil.v1.StreamRoundsRequest\x1a\x13.veil.v1.RoundEvent0\x01\x12?\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x18.veil.v1.FeedbackRequest\x1a\x19.veil.v1.FeedbackResponse\x12\x37\n\tGetLedger\x12\x19.veil.v1.GetLedgerRequest\x1a\x0f.veil.v1.Ledger\x12\x36\n\x08\x44ownload\x12\x18.veil.v1.DownloadRequest\x1a\x0e.veil.v1.Chunk0\x01\x12>\n\x0c\x43loseSession\x12\x1c.veil.v1.CloseSessionRequest\x1a\x10.veil.v1.Session\x12K\n\x0c\x44\x65leteUpload\x12\x1c.veil.v1.DeleteUploadRequest\x1a\x1d.veil.v1.DeleteUploadResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15veil/v1/gateway.proto\x12\x07veil.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14veil/v1/common.proto\"f\n\x12UploadImageRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x15.veil.v1.UploadHeaderH\x00\x12\x1f\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x0e.veil.v1.ChunkH\x00\x42\x06\n\x04part\"\xbe\x01\n\x14\x43reateSessionRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nsubject_id\x18\x02 \x01(\t\x12!\n\x05image\x18\x03 \x01(\x0b\x32\x12.veil.v1.ObjectRef\x12\x0f\n\x07protect\x18\x04 \x03(\t\x12(\n\x07privacy\x18\x05 \x01(\x0b\x32\x17.veil.v1.PrivacySetting\x12\x12\n\ncandidates\x18\x06 \x01(\x05\x12\x0c\n\x04seed\x18\x07 \x01(\x04\"\x8b\x01\n\x10SessionCandidate\x12\r\n\x05index\x18\x01 \x01(\x05\x12 \n\x05image\x18\x02 \x01(\x0b\x32\x11.veil.v1.ImageRef\x12!\n\x07receipt\x18\x03 \x01(\x0b\x32\x10.veil.v1.Receipt\x12#\n\x05\x66\x61\x63\x65s\x18\x04 \x03(\x0b\x32\x14.veil.v1.FaceRelease\"\xfb\x02\n\x05Round\x12\x0e\n\x06number\x18\x01 \x01(\x05\x12?\n\x11\x61ttribute_epsilon\x18\x02 \x03(\x0b\x32$.veil.v1.Round.AttributeEpsilonEntry\x12\x18\n\x10identity_epsilon\x18\x03 \x01(\x01\x12\x0b\n\x03rho\x18\x04 \x01(\x01\x12\r\n\x05level\x18\x05 \x01(\x05\x12-\n\ncandidates\x18\x06 \x03(\x0b\x32\x19.veil.v1.SessionCandidate\x12\'\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\x07 \x01(\x0e\x32\x15.veil.v1.FeedbackKind\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x07refused\x18\t \x03(\x0b\x32\x19.veil.v1.RefusedCandidate\x1a\x37\n\x15\x41ttributeEpsilonEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"V\n\x10RefusedCandidate\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12#\n\x05\x66\x61\x63\x65s\x18\x03 \x03(\x0b\x32\x14.veil.v1.FaceRelease\"\xd4\x01\n\x07Release\x12 \n\x05image\x18\x01 \x01(\x0b\x32\x11.veil.v1.ImageRef\x12!\n\x07receipt\x18\x02 \x01(\x0b\x32\x10.veil.v1.Receipt\x12\x17\n\x0f\x63harged_epsilon\x18\x03 \x01(\x01\x12&\n\x06ledger\x18\x04 \x01(\x0b\x32\x16.veil.v1.LedgerSummary\x12\x1e\n\x16unlearning_request_ids\x18\x05 \x03(\t\x12#\n\x05\x66\x61\x63\x65s\x18\x06 \x03(\x0b\x32\x14.veil.v1.FaceRelease\"\x9b\x02\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\nsubject_id\x18\x02 \x01(\t\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.veil.v1.SessionState\x12\x0f\n\x07protect\x18\x04 \x03(\t\x12#\n\x08original\x18\x05 \x01(\x0b\x32\x11.veil.v1.ImageRef\x12$\n\x0clatest_round\x18\x06 \x01(\x0b\x32\x0e.veil.v1.Round\x12\x13\n\x0bround_count\x18\x07 \x01(\x05\x12!\n\x07release\x18\x08 \x01(\x0b\x32\x10.veil.v1.Release\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"P\n\x13ListSessionsRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"S\n\x14ListSessionsResponse\x12\"\n\x08sessions\x18\x01 \x03(\x0b\x32\x10.veil.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"=\n\x13StreamRoundsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\nfrom_round\x18\x02 \x01(\x05\"\x88\x01\n\nRoundEvent\x12%\n\x08progress\x18\x01 \x01(\x0b\x32\x11.veil.v1.ProgressH\x00\x12\x1f\n\x05round\x18\x02 \x01(\x0b\x32\x0e.veil.v1.RoundH\x00\x12)\n\rsession_ended\x18\x03 \x01(\x0b\x32\x10.veil.v1.SessionH\x00\x42\x07\n\x05\x65vent\"\xd9\x01\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12#\n\x04kind\x18\x03 \x01(\x0e\x32\x15.veil.v1.FeedbackKind\x12\x11\n\tcandidate\x18\x04 \x01(\x05\x12\x36\n\x07\x65psilon\x18\x05 \x03(\x0b\x32%.veil.v1.FeedbackRequest.EpsilonEntry\x1a.\n\x0c\x45psilonEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"w\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12!\n\x07session\x18\x01 \x01(\x0b\x32\x10.veil.v1.Session\x12\x1d\n\x05round\x18\x02 \x01(\x0b\x32\x0e.veil.v1.Round\x12!\n\x07release\x18\x03 \x01(\x0b\x32\x10.veil.v1.Release\"&\n\x10GetLedgerRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\"m\n\rLedgerSummary\x12\x18\n\x10\x63omposed_epsilon\x18\x01 \x01(\x01\x12\x13\n\x0bsum_epsilon\x18\x02 \x01(\x01\x12\r\n\x05\x64\x65lta\x18\x03 \x01(\x01\x12\x0b\n\x03\x63\x61p\x18\x04 \x01(\x01\x12\x11\n\tremaining\x18\x05 \x01(\x01\"\x9d\x01\n\x0bLedgerEntry\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x12\n\nreceipt_id\x18\x03 \x01(\t\x12\x0f\n\x07\x65psilon\x18\x04 \x01(\x01\x12\x13\n\x0b\x65vents_json\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"l\n\x06Ledger\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\'\n\x07summary\x18\x02 \x01(\x0b\x32\x16.veil.v1.LedgerSummary\x12%\n\x07\x65ntries\x18\x03 \x03(\x0b\x32\x14.veil.v1.LedgerEntry\"5\n\x0f\x44ownloadRequest\x12\"\n\x06object\x18\x01 \x01(\x0b\x32\x12.veil.v1.ObjectRef\"=\n\x13\x43loseSessionRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\"L\n\x13\x44\x65leteUploadRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12!\n\x05image\x18\x02 \x01(\x0b\x32\x12.veil.v1.ObjectRef\"K\n\x14\x44\x65leteUploadResponse\x12!\n\x05image\x18\x01 \x01(\x0b\x32\x12.veil.v1.ObjectRef\x12\x10\n\x08sessions\x18\x02 \x01(\x05*\x97\x01\n\x0cSessionState\x12\x1d\n\x19SESSION_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14SESSION_STATE_ACTIVE\x10\x01\x12\x1a\n\x16SESSION_STATE_ACCEPTED\x10\x02\x12\x18\n\x14SESSION_STATE_CLOSED\x10\x03\x12\x18\n\x14SESSION_STATE_FAILED\x10\x04*\xa6\x01\n\x0c\x46\x65\x65\x64\x62\x61\x63kKind\x12\x1d\n\x19\x46\x45\x45\x44\x42\x41\x43K_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x46\x45\x45\x44\x42\x41\x43K_KIND_MORE_PRIVACY\x10\x01\x12\x1e\n\x1a\x46\x45\x45\x44\x42\x41\x43K_KIND_LESS_PRIVACY\x10\x02\x12\x18\n\x14\x46\x45\x45\x44\x42\x41\x43K_KIND_ACCEPT\x10\x03\x12\x1d\n\x19\x46\x45\x45\x44\x42\x41\x43K_KIND_SET_EPSILON\x10\x04\x32\x99\x05\n\x07Gateway\x12?\n\x0bUploadImage\x12\x1b.veil.v1.UploadImageRequest\x1a\x11.veil.v1.ImageRef(\x01\x12@\n\rCreateSession\x12\x1d.veil.v1.CreateSessionRequest\x1a\x10.veil.v1.Session\x12:\n\nGetSession\x12\x1a.veil.v1.GetSessionRequest\x1a\x10.veil.v1.Session\x12K\n\x0cListSessions\x12\x1c.veil.v1.ListSessionsRequest\x1a\x1d.veil.v1.ListSessionsResponse\x12\x43\n\x0cStreamRounds\x12\x1c.veil.v1.StreamRoundsRequest\x1a\x13.veil.v1.RoundEvent0\x01\x12?\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x18.veil.v1.FeedbackRequest\x1a\x19.veil.v1.FeedbackResponse\x12\x37\n\tGetLedger\x12\x19.veil.v1.GetLedgerRequest\x1a\x0f.veil.v1.Ledger\x12\x36\n\x08\x44ownload\x12\x18.veil.v1.DownloadRequest\x1a\x0e.veil.v1.Chunk0\x01\x12>\n\x0c\x43loseSession\x12\x1c.veil.v1.CloseSessionRequest\x1a\x10.veil.v1.Session\x12K\n\x0c\x44\x65leteUpload\x12\x1c.veil.v1.DeleteUploadRequest\x1a\x1d.veil.v1.DeleteUploadResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,10 +37,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ROUND_ATTRIBUTEEPSILONENTRY']._serialized_options = b'8\001'
   _globals['_FEEDBACKREQUEST_EPSILONENTRY']._loaded_options = None
   _globals['_FEEDBACKREQUEST_EPSILONENTRY']._serialized_options = b'8\001'
-  _globals['_SESSIONSTATE']._serialized_start=2813
-  _globals['_SESSIONSTATE']._serialized_end=2964
-  _globals['_FEEDBACKKIND']._serialized_start=2967
-  _globals['_FEEDBACKKIND']._serialized_end=3133
+  _globals['_SESSIONSTATE']._serialized_start=2945
+  _globals['_SESSIONSTATE']._serialized_end=3096
+  _globals['_FEEDBACKKIND']._serialized_start=3099
+  _globals['_FEEDBACKKIND']._serialized_end=3265
   _globals['_UPLOADIMAGEREQUEST']._serialized_start=89
   _globals['_UPLOADIMAGEREQUEST']._serialized_end=191
   _globals['_CREATESESSIONREQUEST']._serialized_start=194
@@ -48,45 +48,47 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SESSIONCANDIDATE']._serialized_start=387
   _globals['_SESSIONCANDIDATE']._serialized_end=526
   _globals['_ROUND']._serialized_start=529
-  _globals['_ROUND']._serialized_end=864
-  _globals['_ROUND_ATTRIBUTEEPSILONENTRY']._serialized_start=809
-  _globals['_ROUND_ATTRIBUTEEPSILONENTRY']._serialized_end=864
-  _globals['_RELEASE']._serialized_start=867
-  _globals['_RELEASE']._serialized_end=1079
-  _globals['_SESSION']._serialized_start=1082
-  _globals['_SESSION']._serialized_end=1365
-  _globals['_GETSESSIONREQUEST']._serialized_start=1367
-  _globals['_GETSESSIONREQUEST']._serialized_end=1406
-  _globals['_LISTSESSIONSREQUEST']._serialized_start=1408
-  _globals['_LISTSESSIONSREQUEST']._serialized_end=1488
-  _globals['_LISTSESSIONSRESPONSE']._serialized_start=1490
-  _globals['_LISTSESSIONSRESPONSE']._serialized_end=1573
-  _globals['_STREAMROUNDSREQUEST']._serialized_start=1575
-  _globals['_STREAMROUNDSREQUEST']._serialized_end=1636
-  _globals['_ROUNDEVENT']._serialized_start=1639
-  _globals['_ROUNDEVENT']._serialized_end=1775
-  _globals['_FEEDBACKREQUEST']._serialized_start=1778
-  _globals['_FEEDBACKREQUEST']._serialized_end=1995
-  _globals['_FEEDBACKREQUEST_EPSILONENTRY']._serialized_start=1949
-  _globals['_FEEDBACKREQUEST_EPSILONENTRY']._serialized_end=1995
-  _globals['_FEEDBACKRESPONSE']._serialized_start=1997
-  _globals['_FEEDBACKRESPONSE']._serialized_end=2116
-  _globals['_GETLEDGERREQUEST']._serialized_start=2118
-  _globals['_GETLEDGERREQUEST']._serialized_end=2156
-  _globals['_LEDGERSUMMARY']._serialized_start=2158
-  _globals['_LEDGERSUMMARY']._serialized_end=2267
-  _globals['_LEDGERENTRY']._serialized_start=2270
-  _globals['_LEDGERENTRY']._serialized_end=2427
-  _globals['_LEDGER']._serialized_start=2429
-  _globals['_LEDGER']._serialized_end=2537
-  _globals['_DOWNLOADREQUEST']._serialized_start=2539
-  _globals['_DOWNLOADREQUEST']._serialized_end=2592
-  _globals['_CLOSESESSIONREQUEST']._serialized_start=2594
-  _globals['_CLOSESESSIONREQUEST']._serialized_end=2655
-  _globals['_DELETEUPLOADREQUEST']._serialized_start=2657
-  _globals['_DELETEUPLOADREQUEST']._serialized_end=2733
-  _globals['_DELETEUPLOADRESPONSE']._serialized_start=2735
-  _globals['_DELETEUPLOADRESPONSE']._serialized_end=2810
-  _globals['_GATEWAY']._serialized_start=3136
-  _globals['_GATEWAY']._serialized_end=3801
+  _globals['_ROUND']._serialized_end=908
+  _globals['_ROUND_ATTRIBUTEEPSILONENTRY']._serialized_start=853
+  _globals['_ROUND_ATTRIBUTEEPSILONENTRY']._serialized_end=908
+  _globals['_REFUSEDCANDIDATE']._serialized_start=910
+  _globals['_REFUSEDCANDIDATE']._serialized_end=996
+  _globals['_RELEASE']._serialized_start=999
+  _globals['_RELEASE']._serialized_end=1211
+  _globals['_SESSION']._serialized_start=1214
+  _globals['_SESSION']._serialized_end=1497
+  _globals['_GETSESSIONREQUEST']._serialized_start=1499
+  _globals['_GETSESSIONREQUEST']._serialized_end=1538
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=1540
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=1620
+  _globals['_LISTSESSIONSRESPONSE']._serialized_start=1622
+  _globals['_LISTSESSIONSRESPONSE']._serialized_end=1705
+  _globals['_STREAMROUNDSREQUEST']._serialized_start=1707
+  _globals['_STREAMROUNDSREQUEST']._serialized_end=1768
+  _globals['_ROUNDEVENT']._serialized_start=1771
+  _globals['_ROUNDEVENT']._serialized_end=1907
+  _globals['_FEEDBACKREQUEST']._serialized_start=1910
+  _globals['_FEEDBACKREQUEST']._serialized_end=2127
+  _globals['_FEEDBACKREQUEST_EPSILONENTRY']._serialized_start=2081
+  _globals['_FEEDBACKREQUEST_EPSILONENTRY']._serialized_end=2127
+  _globals['_FEEDBACKRESPONSE']._serialized_start=2129
+  _globals['_FEEDBACKRESPONSE']._serialized_end=2248
+  _globals['_GETLEDGERREQUEST']._serialized_start=2250
+  _globals['_GETLEDGERREQUEST']._serialized_end=2288
+  _globals['_LEDGERSUMMARY']._serialized_start=2290
+  _globals['_LEDGERSUMMARY']._serialized_end=2399
+  _globals['_LEDGERENTRY']._serialized_start=2402
+  _globals['_LEDGERENTRY']._serialized_end=2559
+  _globals['_LEDGER']._serialized_start=2561
+  _globals['_LEDGER']._serialized_end=2669
+  _globals['_DOWNLOADREQUEST']._serialized_start=2671
+  _globals['_DOWNLOADREQUEST']._serialized_end=2724
+  _globals['_CLOSESESSIONREQUEST']._serialized_start=2726
+  _globals['_CLOSESESSIONREQUEST']._serialized_end=2787
+  _globals['_DELETEUPLOADREQUEST']._serialized_start=2789
+  _globals['_DELETEUPLOADREQUEST']._serialized_end=2865
+  _globals['_DELETEUPLOADRESPONSE']._serialized_start=2867
+  _globals['_DELETEUPLOADRESPONSE']._serialized_end=2942
+  _globals['_GATEWAY']._serialized_start=3268
+  _globals['_GATEWAY']._serialized_end=3933
 # @@protoc_insertion_point(module_scope)

@@ -76,7 +76,7 @@ class SessionCandidate(_message.Message):
     def __init__(self, index: _Optional[int] = ..., image: _Optional[_Union[_common_pb2.ImageRef, _Mapping]] = ..., receipt: _Optional[_Union[_common_pb2.Receipt, _Mapping]] = ..., faces: _Optional[_Iterable[_Union[_common_pb2.FaceRelease, _Mapping]]] = ...) -> None: ...
 
 class Round(_message.Message):
-    __slots__ = ("number", "attribute_epsilon", "identity_epsilon", "rho", "level", "candidates", "feedback", "created_at")
+    __slots__ = ("number", "attribute_epsilon", "identity_epsilon", "rho", "level", "candidates", "feedback", "created_at", "refused")
     class AttributeEpsilonEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -92,6 +92,7 @@ class Round(_message.Message):
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     FEEDBACK_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
     number: int
     attribute_epsilon: _containers.ScalarMap[str, float]
     identity_epsilon: float
@@ -100,7 +101,18 @@ class Round(_message.Message):
     candidates: _containers.RepeatedCompositeFieldContainer[SessionCandidate]
     feedback: FeedbackKind
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, number: _Optional[int] = ..., attribute_epsilon: _Optional[_Mapping[str, float]] = ..., identity_epsilon: _Optional[float] = ..., rho: _Optional[float] = ..., level: _Optional[int] = ..., candidates: _Optional[_Iterable[_Union[SessionCandidate, _Mapping]]] = ..., feedback: _Optional[_Union[FeedbackKind, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    refused: _containers.RepeatedCompositeFieldContainer[RefusedCandidate]
+    def __init__(self, number: _Optional[int] = ..., attribute_epsilon: _Optional[_Mapping[str, float]] = ..., identity_epsilon: _Optional[float] = ..., rho: _Optional[float] = ..., level: _Optional[int] = ..., candidates: _Optional[_Iterable[_Union[SessionCandidate, _Mapping]]] = ..., feedback: _Optional[_Union[FeedbackKind, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., refused: _Optional[_Iterable[_Union[RefusedCandidate, _Mapping]]] = ...) -> None: ...
+
+class RefusedCandidate(_message.Message):
+    __slots__ = ("index", "reason", "faces")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    FACES_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    reason: str
+    faces: _containers.RepeatedCompositeFieldContainer[_common_pb2.FaceRelease]
+    def __init__(self, index: _Optional[int] = ..., reason: _Optional[str] = ..., faces: _Optional[_Iterable[_Union[_common_pb2.FaceRelease, _Mapping]]] = ...) -> None: ...
 
 class Release(_message.Message):
     __slots__ = ("image", "receipt", "charged_epsilon", "ledger", "unlearning_request_ids", "faces")

@@ -134,7 +134,8 @@ class GatewayServicer:
         generates a new round), or accept a candidate (publishes it and charges the ledger).
         Errors: NOT_FOUND (session), FAILED_PRECONDITION (session not active, e.g. feedback after
         accept; the release would exceed the subject's budget cap: nothing is published),
-        INVALID_ARGUMENT (candidate index out of range, eps <= 0/NaN/inf, unknown attribute).
+        INVALID_ARGUMENT (candidate index out of range or of a refused candidate, eps <= 0/NaN/inf,
+        unknown attribute).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -114,11 +114,13 @@ def one_session(services: LocalServices, face: bytes, subject: str, rounds: int,
         session = client.create_session(subject, image, protect=["Male"], level=5,
                                         candidates=candidates)
         latencies.append(time.perf_counter() - started)
+        latest = session.latest_round
         for _ in range(rounds - 1):
             started = time.perf_counter()
-            client.feedback(session.session_id, "more")
+            latest = client.feedback(session.session_id, "more").round
             latencies.append(time.perf_counter() - started)
-        client.feedback(session.session_id, "accept", candidate=0)
+        if latest.candidates:  # verified edits may refuse every candidate of a round
+            client.feedback(session.session_id, "accept", candidate=latest.candidates[0].index)
     return latencies
 
 

@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the anonymizer's VEIL_MODEL_URI (default: models/diffae-synth32)")
     parser.add_argument("--steps", type=int, default=None,
                         help="DDIM sampling steps (default: the model card's)")
+    parser.add_argument("--decode-tries", type=int, default=None,
+                        help="verified edits: the anonymizer's VEIL_DECODE_TRIES (default: its default, 3; "
+                             "0: every candidate offered unverified)")
     parser.add_argument("--candidates", type=int, default=defaults.candidates,
                         help=f"candidates per round (default {defaults.candidates})")
     parser.add_argument("--level", type=int, default=defaults.level,
@@ -31,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"epochs of the published classifier (default {defaults.train_epochs})")
     args = parser.parse_args(argv)
     options = DemoOptions(out=args.out, model_uri=args.model, sampling_steps=args.steps,
-                          candidates=args.candidates, level=args.level, ledger_cap=args.cap,
+                          decode_tries=args.decode_tries, candidates=args.candidates, level=args.level, ledger_cap=args.cap,
                           train_epochs=args.train_epochs)
     try:
         report = run_demo(options)

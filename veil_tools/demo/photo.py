@@ -1,5 +1,5 @@
 """The demo's real photo: scikit-image's astronaut (a 512 px portrait, in its wheel) through a
-gateway session of its own (create, accept candidate 0), written as one strip
+gateway session of its own (create, accept the first candidate offered), written as one strip
 `original | candidates | release` with each face's box drawn and what the release charged."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from veil.client import GatewayClient, describe_faces
+from veil.errors import VeilError
 from veil.faces.photo import decode_photo, encode_photo
 from veil.v1 import common_pb2, gateway_pb2
 from veil_tools.demo.sheet import BACKGROUND, FONT_SIZE, GAP, HIGHLIGHT, INK, TEXT
@@ -44,11 +45,14 @@ def play_photo(client: GatewayClient, pixels: np.ndarray, *, protect: list[str],
     session = client.create_session(SUBJECT, image, protect=protect, level=LEVEL, candidates=candidates, seed=seed)
     round_ = session.latest_round
     shown = [(decode_photo(client.download(c.image.object)).pixels, list(c.faces)) for c in round_.candidates]
-    say(f"photo session {session.session_id}: {image.width}x{image.height}, "
-        f"{describe_faces(round_.candidates[0].faces)}")
-    response = client.feedback(session.session_id, "accept", candidate=0)
+    if not round_.candidates:
+        raise VeilError("every candidate of the photo was refused: "
+                        + "; ".join(f"{r.index}: {r.reason}" for r in round_.refused))
+    chosen = round_.candidates[0]
+    say(f"photo session {session.session_id}: {image.width}x{image.height}, {describe_faces(chosen.faces)}")
+    response = client.feedback(session.session_id, "accept", candidate=chosen.index)
     release = response.release
-    say(f"accepted the photo's candidate 0: {len(release.faces)} face(s) charged eps "
+    say(f"accepted the photo's candidate {chosen.index}: {len(release.faces)} face(s) charged eps "
         f"{release.charged_epsilon:.3f}, composed {release.ledger.composed_epsilon:.3f} of cap {release.ledger.cap:g}")
     released = decode_photo(client.download(release.image.object)).pixels
     return PlayedPhoto(response.session, pixels, shown, release, released)

@@ -34,6 +34,7 @@ class DemoOptions:
     out: Path
     model_uri: str | None = None  # the anonymizer's model (default: the shipped one)
     sampling_steps: int | None = None  # default: the model card's
+    decode_tries: int | None = None  # verified edits; default: the anonymizer's (VEIL_DECODE_TRIES)
     candidates: int = 4
     photo_candidates: int = 2  # of the real photo (each is every face of it re-synthesized)
     protect: tuple[str, ...] = ("Male",)
@@ -66,6 +67,8 @@ class Clock:
 
 def services_for(options: DemoOptions, var: Path) -> LocalServices:
     anonymizer = {"VEIL_SAMPLING_STEPS": str(options.sampling_steps)} if options.sampling_steps else {}
+    if options.decode_tries is not None:
+        anonymizer["VEIL_DECODE_TRIES"] = str(options.decode_tries)
     gateway = {"VEIL_LEDGER_CAP": repr(options.ledger_cap),
                # Short periods, so the demo does not wait on the dispatcher and retention.
                "VEIL_UNLEARNING_POLL_SECONDS": "0.5", "VEIL_RECOVERY_INTERVAL_SECONDS": "2",

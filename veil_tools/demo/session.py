@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from veil.client import GatewayClient
+from veil.errors import VeilError
 from veil.images import decode_image
 from veil.v1 import gateway_pb2
 
@@ -49,12 +50,16 @@ def play(client: GatewayClient, subject_png: bytes, *, subject: str, protect: li
         played.rounds.append(_played(client, response.round))
         say(f"feedback {answer!r} -> round {response.round.number}: "
             f"{describe_budget(response.round)}")
-    response = client.feedback(session.session_id, "accept", candidate=accept)
+    offered = played.rounds[-1].message.candidates
+    if accept >= len(offered):
+        raise VeilError(f"round {len(played.rounds)} offers {len(offered)} candidate(s) (the others were refused); "
+                        f"cannot accept the offered candidate {accept}")
+    response = client.feedback(session.session_id, "accept", candidate=offered[accept].index)
     played.rounds[-1].answer = f"accept {accept}"
     played.session = response.session
     played.release = response.release
     played.released = decode_image(client.download(response.release.image.object))
-    say(f"accepted candidate {accept} of round {len(played.rounds)}: charged eps "
+    say(f"accepted candidate {offered[accept].index} of round {len(played.rounds)}: charged eps "
         f"{response.release.charged_epsilon:.3f}, composed "
         f"{response.release.ledger.composed_epsilon:.3f} of cap {response.release.ledger.cap:g}")
     return played

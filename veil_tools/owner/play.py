@@ -78,5 +78,7 @@ def play_probe(client: GatewayClient, info: anonymizer_pb2.ModelInfo, attacker: 
 def _judge(client: GatewayClient, attacker: OwnerAttacker, policy: OwnerPolicy, attributes: list[str],
            checked: list[str], protected_value: bool, original: np.ndarray,
            round_: gateway_pb2.Round) -> Decision:
+    if not round_.candidates:  # every candidate refused (an edit never realised): nothing to judge
+        return Decision("more", -1, float("nan"), [])
     images = np.stack([decode_image(client.download(c.image.object)) for c in round_.candidates])
     return decide(policy, attributes, checked, protected_value, original, attacker.probabilities(images))

@@ -49,6 +49,7 @@ from services.gateway.state.models import (
     FeedbackKind,
     LedgerEntryRecord,
     LedgerSummary,
+    RefusedCandidate,
     ReleaseRecord,
     ReleaseState,
     RoundRecord,
@@ -73,8 +74,8 @@ from services.gateway.state.unlearning import (
 __all__ = [
     "SERVICE", "AcceptResult", "AuditLog", "AuditRecord", "Candidate", "Charge", "Claim",
     "ControllerConfig", "DueOriginal", "FeedbackKind", "GatewayState", "IdempotencyConfig",
-    "IdempotencyStore", "LedgerEntryRecord", "LedgerStore", "LedgerSummary", "ReleaseRecord",
-    "ReleaseState", "ReleaseStore", "Replay", "Retention", "RetentionConfig",
+    "IdempotencyStore", "LedgerEntryRecord", "LedgerStore", "LedgerSummary", "RefusedCandidate",
+    "ReleaseRecord", "ReleaseState", "ReleaseStore", "Replay", "Retention", "RetentionConfig",
     "RetentionPolicy", "RoundRecord", "SessionRecord", "SessionState", "SessionStore", "Step",
     "StoredObject", "UnlearningBatch", "UnlearningQueue", "UnlearningRequest", "UnlearningStatus",
     "next_budget", "plan_next_round", "validate_budget",

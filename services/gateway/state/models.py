@@ -104,16 +104,45 @@ class Candidate:
 
 
 @dataclasses.dataclass(frozen=True)
+class RefusedCandidate:
+    """A candidate of a round the anonymizer did not offer (an edit it could not verify): why,
+    and its faces as JSON (the refusing ones name their unverified attributes). No image."""
+
+    index: int
+    reason: str
+    faces: tuple[Mapping[str, Any], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "reason": self.reason, "faces": [dict(face) for face in self.faces]}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RefusedCandidate:
+        return cls(index=data["index"], reason=data["reason"], faces=tuple(data["faces"]))
+
+
+@dataclasses.dataclass(frozen=True)
 class RoundRecord:
     session_id: str
     number: int
     settings: PrivacySettings
-    candidates: tuple[Candidate, ...]
+    candidates: tuple[Candidate, ...]  # offered, by index; together with `refused` 0..n-1
     feedback: FeedbackKind | None
     next_settings: PrivacySettings | None   # what the feedback asked the next round to use
     created_at: datetime
     feedback_at: datetime | None
     feedback_request_id: str | None = None
+    refused: tuple[RefusedCandidate, ...] = ()
+
+    def candidate(self, index: int) -> Candidate:
+        """The offered candidate `index`; InvalidArgument naming why there is none."""
+        for candidate in self.candidates:
+            if candidate.index == index:
+                return candidate
+        for refused in self.refused:
+            if refused.index == index:
+                raise InvalidArgument(f"candidate {index} of round {self.number} was not offered: {refused.reason}")
+        offered = [c.index for c in self.candidates]
+        raise InvalidArgument(f"no candidate {index} in round {self.number}; offered: {offered or 'none'}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,7 +35,7 @@ from sqlalchemy.engine import Connection
 
 from veil.db import Database
 from veil.db.clock import Clock, utcnow
-from veil.errors import FailedPrecondition, InvalidArgument, NotFound, quoted
+from veil.errors import FailedPrecondition, NotFound, quoted
 from services.gateway.state import tables as t
 from services.gateway.state.audit import AuditLog, AuditRecord
 from services.gateway.state.ledger_store import LedgerStore
@@ -90,7 +90,7 @@ class ReleaseStore:
                 require_active(session)
                 number = session.round_count if round_number is None else round_number
                 latest = round_record(require_latest_unanswered(conn, session, number))
-                candidate = _candidate(latest.candidates, candidate_index)
+                candidate = latest.candidate(candidate_index)
                 charge = self._ledger.charge_in(conn, tenant, subject_id, candidate.spend,
                                                 session_id)
                 self._sessions.mark_feedback(conn, session_id, number, FeedbackKind.ACCEPT,
@@ -213,9 +213,3 @@ class ReleaseStore:
                 "attempts": 0, "created_at": now, "updated_at": now,
             } for request_id, model in zip(ids, models)])
         return ids
-
-
-def _candidate(candidates: Sequence[Candidate], index: int) -> Candidate:
-    if not 0 <= index < len(candidates):
-        raise InvalidArgument(f"candidate index {index} out of range 0..{len(candidates) - 1}")
-    return candidates[index]

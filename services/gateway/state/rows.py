@@ -17,6 +17,7 @@ from services.gateway.state.models import (
     Candidate,
     FeedbackKind,
     LedgerEntryRecord,
+    RefusedCandidate,
     ReleaseRecord,
     ReleaseState,
     RoundRecord,
@@ -54,7 +55,8 @@ def round_record(row: Row) -> RoundRecord:
         next_settings=None if row.next_settings is None else _decode(
             what, lambda: PrivacySettings.from_json(row.next_settings)),
         created_at=as_utc(row.created_at), feedback_at=as_utc(row.feedback_at),
-        feedback_request_id=row.feedback_request_id)
+        feedback_request_id=row.feedback_request_id,
+        refused=_decode(what, lambda: tuple(RefusedCandidate.from_json(r) for r in row.refused or ())))
 
 
 def release_record(row: Row) -> ReleaseRecord:

@@ -26,6 +26,7 @@ from services.gateway.state.audit import AuditLog, AuditRecord
 from services.gateway.state.models import (
     Candidate,
     FeedbackKind,
+    RefusedCandidate,
     RoundRecord,
     SessionRecord,
     SessionState,
@@ -162,19 +163,23 @@ class SessionStore:
     # --- rounds ---------------------------------------------------------------------------------
 
     def add_round(self, tenant: str, session_id: str, *, settings: PrivacySettings,
-                  candidates: Sequence[Candidate], actor: str) -> RoundRecord:
+                  candidates: Sequence[Candidate], actor: str,
+                  refused: Sequence[RefusedCandidate] = ()) -> RoundRecord:
         """Append the next round. Round 1 uses any settings budgeting the protected attributes;
         later rounds exactly the `next_settings` their predecessor's feedback recorded.
-        Candidates are indexed 0..n-1 with n <= candidates_per_round, and each one's receipt
-        must spend every protected attribute (and identity when it is protected)."""
-        candidates = tuple(candidates)
-        if [c.index for c in candidates] != list(range(len(candidates))) or not candidates:
-            raise InvalidArgument("round candidates must be indexed 0..n-1 in order, n >= 1")
+        The offered `candidates` and the `refused` ones, each in index order, together are indexed
+        0..n-1 with 1 <= n <= candidates_per_round (none may be offered), and each offered one's
+        receipt must spend every protected attribute (and identity when it is protected)."""
+        candidates, refused = tuple(candidates), tuple(refused)
+        indices = [c.index for c in candidates] + [r.index for r in refused]
+        if sorted(indices) != list(range(len(indices))) or not indices or \
+                any(a.index >= b.index for group in (candidates, refused) for a, b in zip(group, group[1:])):
+            raise InvalidArgument("round candidates, offered and refused, must be indexed 0..n-1 in order, n >= 1")
         with self._db.write() as conn:
             row = load_session(conn, tenant, session_id, lock=True)
             require_active(row)
-            if len(candidates) > row.candidates_per_round:
-                raise InvalidArgument(f"{len(candidates)} candidates; the session asked for "
+            if len(indices) > row.candidates_per_round:
+                raise InvalidArgument(f"{len(indices)} candidates; the session asked for "
                                       f"{row.candidates_per_round}")
             if set(settings.attribute_epsilon) != set(row.protect):
                 raise InvalidArgument(f"round settings budget {sorted(settings.attribute_epsilon)}"
@@ -193,14 +198,16 @@ class SessionStore:
             now = self._clock()
             conn.execute(sa.insert(t.rounds).values(
                 session_id=session_id, number=number, settings=settings.to_json(),
-                candidates=[c.to_json() for c in candidates], created_at=now))
+                candidates=[c.to_json() for c in candidates], created_at=now,
+                # NULL when none was refused, as in rounds stored before refusals existed.
+                **({"refused": [r.to_json() for r in refused]} if refused else {})))
             conn.execute(sa.update(t.sessions).where(t.sessions.c.session_id == session_id)
                          .values(round_count=number, updated_at=now))
             self._audit.append(AuditRecord(
                 tenant=tenant, actor=actor, action="round.add", target=session_id, outcome="ok",
                 input_sha256=row.original["sha256"],
                 model_versions=tuple(sorted({c.model_version for c in candidates})),
-                detail={"round": number, "candidates": len(candidates)}), conn)
+                detail={"round": number, "candidates": len(candidates), "refused": len(refused)}), conn)
             return round_record(load_round(conn, session_id, number))
 
     def rounds(self, tenant: str, session_id: str, from_number: int = 1) -> list[RoundRecord]:

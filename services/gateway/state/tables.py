@@ -61,6 +61,8 @@ rounds = sa.Table(
     datetime_column("feedback_at", nullable=True),
     # The Feedback request id: a retry after a crash finds the feedback it already recorded.
     sa.Column("feedback_request_id", sa.String(128), nullable=True),
+    # Candidates the anonymizer refused (RefusedCandidate JSON); NULL when none was.
+    sa.Column("refused", Json, nullable=True),
 )
 
 ledger_subjects = sa.Table(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -30,11 +31,14 @@ def eval_json(tiny_model_dir: Path, tiny_faces: Path, tmp_path_factory: pytest.T
     cli(["eval", "--model", str(tiny_model_dir), "--data", str(tiny_faces), "--probes", "6", "--gallery", "10",
          "--steps", "2", "--cache", str(root / "cache"), "--audit-data", str(unseen), "--tuning-probes", "4",
          "--audit-probes", "4", "--audit-eps", "0.5,1", "--audit-levels", "1,5", "--sweep-levels", "0,3,5,10",
-         "--examples", str(root / "reports" / "figures" / "levels-examples.png"), "--json", str(out)])
+         "--examples", str(root / "reports" / "figures" / "levels-examples.png"), "--json", str(out),
+         "--audit-decode-tries", "2"])
     return out
 
 
 def shown(value: dict) -> str:
+    if math.isnan(value["value"]):  # no trials (a side no probe of 4 starts on)
+        return "n/a"
     return f"{value['value']:.3f} ({value['low']:.3f}-{value['high']:.3f})"
 
 
@@ -56,7 +60,8 @@ def test_section_draws_its_figures_and_carries_the_json(eval_json: Path) -> None
     assert [s["name"] for s in audit["settings"]] == ["attribute-only", "attribute-only", "level 1", "level 5"]
     for s in audit["settings"]:
         row = next(line for line in text.splitlines() if line.startswith(f"| {s['name']} | {s['epsilon']:g} |"))
-        for key in ("clean", "adaptive", "ceiling", "detector", "realised_to_minus"):
+        for key in ("clean", "adaptive", "ceiling", "detector", "realised_to_minus", "refused_to_plus",
+                    "refused_to_minus"):
             assert shown(s[key]) in row, (s["name"], key)
         assert f"| {s['bound']:.3f} |" in row
     sweep = data["details"]["levels"]
@@ -65,6 +70,7 @@ def test_section_draws_its_figures_and_carries_the_json(eval_json: Path) -> None
         row = next(line for line in text.splitlines() if line.startswith(f"| {e['level']} | "))
         assert all(shown(e[key]) in row for key in ("reid", "reid_small", "utility")), e["level"]
     assert "0 (the level-0 rows' reconstruction)" in text
+    assert "Verified edits as served (`VEIL_DECODE_TRIES=2`)" in text
     # Every barred row, misses written out.
     barred = [r for r in data["rows"] if r["bar"]]
     for r in barred:

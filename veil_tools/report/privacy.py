@@ -121,16 +121,25 @@ def attacker_figures(audit: dict, figures: Path) -> list[str]:
 
 def audit_table(audit: dict) -> list[str]:
     attribute = audit["attribute"]
+    verified = audit["config"].get("decode_tries", 0)  # absent in evals from before verified edits
+    refused = "| flips refused -1 -> +1 | flips refused +1 -> -1 " if verified else ""
     lines = [f"| setting | eps | bound | clean attacker | adaptive attacker | ceiling | kept-vs-flipped AUC "
              f"| best AUC from released values | {attribute} realised -1 -> +1 | {attribute} realised +1 -> -1 "
-             "| largest utility drop |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"{refused}| largest utility drop |",
+             "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if verified else "")]
     for s in audit["settings"]:
         worst = max(sorted(s["utility_drop"]), key=s["utility_drop"].get)
+        refusals = (f"| {interval(s['refused_to_plus'])} | {interval(s['refused_to_minus'])} " if verified else "")
         lines.append(f"| {s['name']} | {s['epsilon']:g} | {s['bound']:.3f} | {interval(s['clean'])} "
                      f"| {interval(s['adaptive'])} | {interval(s['ceiling'])} | {interval(s['detector'])} "
                      f"| {interval(s['detector_ceiling'])} | {interval(s['realised_to_plus'])} "
-                     f"| {interval(s['realised_to_minus'])} | {s['utility_drop'][worst]:.3f} ({worst}) |")
+                     f"| {interval(s['realised_to_minus'])} {refusals}| {s['utility_drop'][worst]:.3f} ({worst}) |")
+    if verified:
+        lines += ["", f"Verified edits as served (`VEIL_DECODE_TRIES={verified}`): an outcome the model's classifier "
+                      "does not read as released is decoded again, and one that never does is refused, not released. "
+                      "Every figure is over what is released (each outcome weighted by the mechanism and by whether "
+                      "it was offered); the refused columns give the share of flips refused (kept outcomes refused: "
+                      + ", ".join(sorted({interval(s['refused_kept']) for s in audit["settings"]})) + ")."]
     return lines
 
 

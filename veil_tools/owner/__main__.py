@@ -62,8 +62,11 @@ def run_setting(var_dir: Path, factor: float, levels: list[int], args: argparse.
         with services.client() as client:
             for level in levels:
                 started = time.monotonic()
+                # One subject per probe face: the gateway binds an image to the first subject it was
+                # used for, so each start level's session charges that subject's ledger (never
+                # refused at this cap; only what each release charges is reported).
                 played = [play_probe(client, info, attacker, policy, png, value,
-                                     subject=f"probe-{i}-f{factor}-l{level}", level=level,
+                                     subject=f"probe-{i}-f{factor}", level=level,
                                      candidates=args.candidates, seed=args.seed + i).to_dict()
                           for i, (png, value) in enumerate(probes)]
                 print(f"more factor {factor}, start level {level}: {len(played)} probes in "

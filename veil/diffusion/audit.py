@@ -35,7 +35,6 @@ size on a CPU takes hours) stopped part-way resumes from the last group decoded.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import time
@@ -161,7 +160,8 @@ def decode_outcomes(anonymizer: Anonymizer, prepared: Prepared, privacy: Privacy
                 offered[name].append(np.ones(len(decoded), dtype=bool))
                 continue
             verified = [row[0] for row in verifier.verify(plan, decoded)]
-            pixels[name].append(np.stack([c.image.image if c.offered else first for c, first in zip(verified, decoded)]))
+            final = [c.image.image if c.offered else first for c, first in zip(verified, decoded)]
+            pixels[name].append(np.stack(final))
             offered[name].append(np.array([c.offered for c in verified]))
     return Outcomes(np.stack(pixels["kept"]), np.stack(pixels["flipped"]), np.stack(offered["kept"]),
                     np.stack(offered["flipped"]))
@@ -299,7 +299,7 @@ class LeakageAudit:
         if self.cache_dir is None:
             return decode_outcomes(self.anonymizer, prepared, privacy, self.cfg.attribute, seeds, self.verifier)
         key = hashlib.sha256(json.dumps([
-            OUTCOMES_VERSION, self._weights, dataclasses.asdict(self.anonymizer.sampling), _digest(probes.identities),
+            OUTCOMES_VERSION, self._weights, asdict(self.anonymizer.sampling), _digest(probes.identities),
             hashlib.sha256(probes.images.tobytes()).hexdigest(), seeds, self.cfg.attribute, self.cfg.decode_tries,
             privacy.to_json()], sort_keys=True, default=str).encode()).hexdigest()[:20]
         path = Path(self.cache_dir) / f"audit-outcomes-{key}.npz"
@@ -310,7 +310,7 @@ class LeakageAudit:
         outcomes = decode_outcomes(self.anonymizer, prepared, privacy, self.cfg.attribute, seeds, self.verifier)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, **dataclasses.asdict(outcomes))
+        np.savez(tmp, **asdict(outcomes))
         tmp.replace(path)
         return outcomes
 
@@ -467,8 +467,8 @@ def _digest(ids: np.ndarray) -> str:
 
 def _result_dict(r: SettingResult) -> dict[str, Any]:
     out: dict[str, Any] = {"name": r.name, "epsilon": r.epsilon, "bound": r.bound, "utility_drop": r.utility_drop}
-    for name in ("clean", "adaptive", "ceiling", "detector", "detector_ceiling", "realised_to_plus", "realised_to_minus",
-                 "refused_kept", "refused_to_plus", "refused_to_minus"):
+    for name in ("clean", "adaptive", "ceiling", "detector", "detector_ceiling", "realised_to_plus",
+                 "realised_to_minus", "refused_kept", "refused_to_plus", "refused_to_minus"):
         out[name] = getattr(r, name).to_dict()
     out["released_probes"] = r.released_probes
     return out

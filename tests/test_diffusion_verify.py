@@ -31,6 +31,11 @@ def settings(anonymizer: Anonymizer) -> PrivacySettings:
     return PrivacySettings.explicit(PROTECT, anonymizer.model.attribute_names, {"Male": 0.5, "Young": 0.5})
 
 
+def verifying(anonymizer: Anonymizer, tries: int) -> Anonymizer:
+    """The same model and sampling, with verified edits of at most `tries` decodes."""
+    return Anonymizer(anonymizer.model, anonymizer.sampling, anonymizer.max_batch, decode_tries=tries)
+
+
 def flat(rows: list[list[VerifiedCandidate]]) -> list[VerifiedCandidate]:
     return [c for row in rows for c in row]
 
@@ -51,9 +56,9 @@ def assert_verified(anonymizer: Anonymizer, candidates: list[VerifiedCandidate],
 
 
 def test_offered_candidates_read_as_released(anonymizer: Anonymizer, prepared: Prepared) -> None:
-    once = flat(EditVerifier(anonymizer, max_tries=1).release(prepared, settings(anonymizer), candidates=2, seed=5))
+    once = flat(verifying(anonymizer, 1).verified(prepared, settings(anonymizer), candidates=2, seed=5))
     assert all(c.tries == 1 for c in once)
-    verified = flat(EditVerifier(anonymizer, max_tries=3).release(prepared, settings(anonymizer), candidates=2, seed=5))
+    verified = flat(verifying(anonymizer, 3).verified(prepared, settings(anonymizer), candidates=2, seed=5))
     assert len(verified) == 8 and all(1 <= c.tries <= 3 for c in verified)
     # The same seed gives the same first decode: a candidate right at once is kept as it was, one
     # wrong at once is decoded again.

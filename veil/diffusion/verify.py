@@ -29,10 +29,10 @@ import torch
 
 from veil.diffusion.mechanisms import resample_start
 from veil.errors import InvalidArgument
-from veil.privacy import Mechanism, PrivacySettings
+from veil.privacy import Mechanism
 
 if TYPE_CHECKING:  # anonymize imports this module to verify its own plans
-    from veil.diffusion.anonymize import AnonymizedImage, Anonymizer, Prepared, ProgressFn, Receipt, ReleasePlan
+    from veil.diffusion.anonymize import AnonymizedImage, Anonymizer, ProgressFn, Receipt, ReleasePlan
 
 MAX_TRIES = 10
 MAX_GUIDANCE = 20.0  # SamplingConfig's bound
@@ -68,12 +68,6 @@ class EditVerifier:
         self.max_tries = require_tries(max_tries)
         self.guidance_step = guidance_step
         self.retry_rho = retry_rho
-
-    def release(self, prepared: Prepared, privacy: PrivacySettings, candidates: int = 1,
-                seed: int | None = None) -> list[list[VerifiedCandidate]]:
-        """K verified candidates per prepared image: [image][candidate]."""
-        plan = self.anonymizer.plan(prepared, privacy, candidates, seed)
-        return self.verify(plan, self.anonymizer.decode([plan])[0])
 
     def verify(self, plan: ReleasePlan, pixels: Sequence[np.ndarray],
                progress: ProgressFn | None = None) -> list[list[VerifiedCandidate]]:

@@ -1,5 +1,6 @@
 """Gateway state on PostgreSQL and SQLite: sessions, accept, ledger, tenancy, audit, retention."""
 
+import dataclasses
 import math
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from services.gateway.state import (
     AuditRecord,
     FeedbackKind,
     GatewayState,
+    RefusedCandidate,
     ReleaseState,
     Replay,
     SessionState,
@@ -122,6 +124,28 @@ def test_accept_is_idempotent_per_request_id_and_refuses_other_feedback(state, t
                                        next_settings=settings_for(), actor="owner")
     with pytest.raises(FailedPrecondition, match="accepted"):
         state.sessions.close_session(tenant, session.session_id, actor="owner")
+
+
+def test_a_round_keeps_its_refused_candidates_and_never_releases_one(state, tenant):
+    settings = settings_for()
+    session = state.sessions.create_session(tenant, "rosa", original=stored("originals/rosa.png"), protect=("Male",),
+                                            settings=settings, candidates_per_round=3, seed=7, actor="tester")
+    sid = session.session_id
+    offered = [dataclasses.replace(c, index=i) for c, i in zip(candidates_for(settings, 2, "v"), (0, 2))]
+    refused = RefusedCandidate(1, "face 0 still read Male otherwise than released after 3 decode(s)",
+                               ({"action": "FACE_ACTION_ANONYMIZED", "unverified_attributes": ["Male"]},))
+    # Out of order, or a gap where the refused candidate should be: refused.
+    for wrong, refusals in (([offered[1], offered[0]], [refused]), (offered, [])):
+        with pytest.raises(InvalidArgument, match="indexed 0..n-1 in order"):
+            state.sessions.add_round(tenant, sid, settings=settings, candidates=wrong, refused=refusals, actor="gw")
+    first = state.sessions.add_round(tenant, sid, settings=settings, candidates=offered, refused=[refused],
+                                     actor="gw")
+    assert state.sessions.latest_round(tenant, sid) == first  # read back as written
+    assert [c.index for c in first.candidates] == [0, 2] and first.refused == (refused,)
+    with pytest.raises(InvalidArgument, match=r"candidate 1 of round 1 was not offered: face 0 still read Male"):
+        state.releases.accept(tenant, sid, 1, request_id="r1", release_key="k", dependent_models=[], actor="owner")
+    assert state.releases.accept(tenant, sid, 2, request_id="r2", release_key="k", dependent_models=[],
+                                 actor="owner").release.candidate_index == 2
 
 
 def test_round_rules(state, tenant):

@@ -171,9 +171,10 @@ class SessionStore:
         0..n-1 with 1 <= n <= candidates_per_round (none may be offered), and each offered one's
         receipt must spend every protected attribute (and identity when it is protected)."""
         candidates, refused = tuple(candidates), tuple(refused)
-        indices = [c.index for c in candidates] + [r.index for r in refused]
-        if sorted(indices) != list(range(len(indices))) or not indices or \
-                any(a.index >= b.index for group in (candidates, refused) for a, b in zip(group, group[1:])):
+        offered_order, refused_order = [c.index for c in candidates], [r.index for r in refused]
+        indices = offered_order + refused_order
+        in_order = offered_order == sorted(offered_order) and refused_order == sorted(refused_order)
+        if not indices or not in_order or sorted(indices) != list(range(len(indices))):
             raise InvalidArgument("round candidates, offered and refused, must be indexed 0..n-1 in order, n >= 1")
         with self._db.write() as conn:
             row = load_session(conn, tenant, session_id, lock=True)

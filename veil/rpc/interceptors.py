@@ -126,6 +126,9 @@ class RpcCall:
     name: str
     kind: str  # unary, client_stream, server_stream, bidi_stream
     context: grpc.aio.ServicerContext
+    # Read when the call starts: grpc's aio server may have destroyed a cancelled call by the time
+    # it ends, and context.peer() on it then dereferences a null pointer in grpc's core.
+    peer: str
 
 
 def final_code(context: grpc.aio.ServicerContext, exc: BaseException | None) -> grpc.StatusCode:
@@ -157,7 +160,7 @@ def wrap_handler(handler: grpc.RpcMethodHandler, method: str, around: Around,
     service, _, name = method.lstrip("/").rpartition("/")
 
     def call(context: grpc.aio.ServicerContext) -> RpcCall:
-        return RpcCall(method, service, name, _KINDS[arity], context)
+        return RpcCall(method, service, name, _KINDS[arity], context, context.peer())
 
     def checked(request: Any) -> Any:
         if not decode_inside:
@@ -263,7 +266,7 @@ class AccessLogInterceptor(OutcomeInterceptor):
                  else logging.INFO)
         log.log(level, "rpc %s %s", call.method, code.name, extra={"fields": {
             "event": "rpc", "method": call.method, "grpc_type": call.kind, "code": code.name,
-            "duration_s": round(seconds, 6), "peer": call.context.peer()}})
+            "duration_s": round(seconds, 6), "peer": call.peer}})
 
 
 class MetricsInterceptor(OutcomeInterceptor):

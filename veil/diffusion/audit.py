@@ -362,7 +362,8 @@ class LeakageAudit:
         weights = test.weights(keep)
         truth = self.test.attributes > 0
         right_kept, right_flipped = reads_kept == truth, reads_flipped == truth  # (D, N, A)
-        clean_right, released = expected_over_releases(right_kept[..., key], right_flipped[..., key], weights)
+        expected_right, released = expected_over_releases(right_kept, right_flipped, weights)  # (N', A)
+        clean_right = expected_right[:, key]
         clean = bootstrap_mean(clean_right, seed=cfg.seed)
         tuning_labels = self.tuning.attributes[:, key]
         tuning_kept, tuning_flipped = tuning.weights(keep)
@@ -375,7 +376,7 @@ class LeakageAudit:
         adaptive = bootstrap_mean(adaptive_right, seed=cfg.seed)
         ceiling = bootstrap_mean(bayes_ceiling(self.table, self.test.attributes[:, key],
                                                self.test.attributes[:, self.unchanged], keep), seed=cfg.seed)
-        expected_acc = expected_over_releases(right_kept, right_flipped, weights)[0].mean(axis=0)
+        expected_acc = expected_right.mean(axis=0)
         original_acc = original_right[released].mean(axis=0)
         drops = {self.names[j]: float(original_acc[j] - expected_acc[j]) for j in self.unchanged}
         return SettingResult(setting.name, setting.epsilon, keep, clean, adaptive, ceiling, shared["detector"],

@@ -46,6 +46,7 @@ def test_section_shows_the_bench_numbers_and_is_reproducible(bench_json: Path, t
     report = build({"unlearning": bench_json}, tmp_path / "a")
     text = report.read_text()
     assert "40 subjects, 2 photos each" in text and "at 16x16 px" in text
+    assert "(small model, 5 epochs, weight decay 0.0005)" in text
     assert "4 training photos carry a 4 px canary patch labelled Eyeglasses = 1" in text
     assert "The numbers are from seed 1, with the untuned settings" in text
     assert f"### 10% replaced (4 photos, {rows[0]['changed']} with the protected value changed)" in text

@@ -56,6 +56,13 @@ def flat_params(state: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.cat([state["0.weight"].reshape(-1), state["0.bias"].reshape(-1)])
 
 
+def logistic_gradient_sum(model: nn.Sequential, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """sum_i grad l(x_i) of logistic regression, in closed form."""
+    theta = flat_params(model.state_dict())
+    features = torch.cat([inputs, torch.ones(inputs.shape[0], 1, dtype=inputs.dtype)], dim=1)
+    return features.T @ (torch.sigmoid(features @ theta) - targets.reshape(-1))
+
+
 def closed_form_newton(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, originals: torch.Tensor,
                        replacements: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """theta - (X'WX/n + lambda I)^-1 Delta/n for logistic regression, in closed form."""
@@ -64,12 +71,8 @@ def closed_form_newton(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, o
     design = torch.cat([x, torch.ones(n, 1, dtype=x.dtype)], dim=1)
     p = torch.sigmoid(design @ theta)
     hessian = design.T @ (design * (p * (1 - p))[:, None]) / n + WEIGHT_DECAY * torch.eye(design.shape[1], dtype=x.dtype)
-
-    def gradient_sum(inputs: torch.Tensor) -> torch.Tensor:
-        features = torch.cat([inputs, torch.ones(inputs.shape[0], 1, dtype=x.dtype)], dim=1)
-        return features.T @ (torch.sigmoid(features @ theta) - targets.reshape(-1))
-
-    delta = gradient_sum(replacements) - gradient_sum(originals)
+    delta = (logistic_gradient_sum(model, replacements, targets)
+             - logistic_gradient_sum(model, originals, targets))
     return theta - torch.linalg.solve(hessian, delta / n)
 
 
@@ -121,6 +124,21 @@ def test_second_order_lands_near_the_retrained_optimum(revision):
     first = unlearner.first_order(originals, replacements, targets,
                                   UnlearnParams(tau=1.0 / x.shape[0] / 0.25))
     assert (flat_params(first.state_dict) - target).norm() < before
+
+
+def test_the_card_names_both_halves_of_the_gradient_difference(revision):
+    """The originals' half is what an update learns of them (near zero for a parent that fits
+    them exactly); the card reports it beside the replacements' half."""
+    model, x, y, originals, replacements, targets = revision
+    unlearner = FeatureUnlearner(model, weight_decay=WEIGHT_DECAY, train_size=x.shape[0])
+    original = logistic_gradient_sum(model, originals, targets)
+    replaced = logistic_gradient_sum(model, replacements, targets)
+    for result in (unlearner.first_order(originals, replacements, targets, UnlearnParams()),
+                   unlearner.second_order(originals, replacements, targets, x, y, EXACT)):
+        assert result.stats["original_gradient_norm"] == pytest.approx(float(original.norm()), rel=1e-9)
+        assert result.stats["replacement_gradient_norm"] == pytest.approx(float(replaced.norm()), rel=1e-9)
+        assert result.stats["delta_norm"] == pytest.approx(float((replaced - original).norm()), rel=1e-9)
+        assert result.stats["original_gradient_norm"] > 0.1
 
 
 def test_replacing_z_by_itself_changes_nothing(revision):

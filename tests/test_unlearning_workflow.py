@@ -213,6 +213,8 @@ def test_benchmark_runs_side_by_side():
         assert 0 <= row["test_accuracy"] <= 1 and 0 <= row["mia_auc"] <= 1 and 0 <= row["lira_auc"] <= 1
         assert 0 <= row["canary_success"] <= 1 and 0 <= row["canary_exposure"] <= 6
     assert rows[0]["agreement"] == 1.0 and rows[0]["speedup"] == 1.0
+    for row in rows[2:4]:  # first and second order say how much of Delta the originals carry
+        assert row["replacement_gradient_norm"] > 0 and row["original_gradient_norm"] > 0
     assert all(math.isfinite(r["speedup"]) and r["speedup"] > 0 for r in rows if r["method"] != "none")
     assert "second-cg" in format_table(rows)
     summary = bar_summary(rows)

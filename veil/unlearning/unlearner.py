@@ -142,9 +142,12 @@ class FeatureUnlearner:
             total += _flatten(chunk)
         return total
 
-    def gradient_difference(self, originals: torch.Tensor, replacements: torch.Tensor,
-                            targets: torch.Tensor) -> torch.Tensor:
-        """Delta = sum grad l(Z~) - sum grad l(Z) over the updated parameters (a flat vector)."""
+    def _delta(self, originals: torch.Tensor, replacements: torch.Tensor,
+               targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """Delta = sum grad l(Z~) - sum grad l(Z) over the updated parameters (a flat vector), with
+        the norms of its halves for the card. The originals' half is all an update learns of what
+        the originals put into the model: near zero where the parent fits them exactly (a
+        memorising parent), and then no gradient-based update can find it."""
         if originals.shape != replacements.shape:
             raise InvalidArgument(f"originals have shape {tuple(originals.shape)} but replacements "
                                   f"have {tuple(replacements.shape)}")
@@ -152,8 +155,12 @@ class FeatureUnlearner:
             raise InvalidArgument(f"{originals.shape[0]} pairs but {targets.shape[0]} label rows")
         if originals.shape[0] == 0:
             raise InvalidArgument("no replacement pairs")
-        return (self._gradient_sum(self._features(replacements), targets)
-                - self._gradient_sum(self._features(originals), targets))
+        replaced = self._gradient_sum(self._features(replacements), targets)
+        original = self._gradient_sum(self._features(originals), targets)
+        delta = replaced - original
+        return delta, {"delta_norm": float(delta.norm()),
+                       "original_gradient_norm": float(original.norm()),
+                       "replacement_gradient_norm": float(replaced.norm())}
 
     def hessian_operator(self, sample_images: torch.Tensor, sample_targets: torch.Tensor,
                          damping: float, curvature: str = "hessian",
@@ -186,17 +193,17 @@ class FeatureUnlearner:
     def first_order(self, originals: torch.Tensor, replacements: torch.Tensor,
                     targets: torch.Tensor, params: UnlearnParams) -> UpdateResult:
         stopwatch = Stopwatch()
-        delta = self.gradient_difference(originals, replacements, targets)
+        delta, norms = self._delta(originals, replacements, targets)
         if not bool(torch.isfinite(delta).all()):
             raise Aborted("the gradient difference is not finite (NaN or Inf); the update was not applied")
-        return self._apply(params.tau * delta, params, {"delta_norm": float(delta.norm())}).timed(stopwatch)
+        return self._apply(params.tau * delta, params, norms).timed(stopwatch)
 
     def second_order(self, originals: torch.Tensor, replacements: torch.Tensor,
                      targets: torch.Tensor, sample_images: torch.Tensor,
                      sample_targets: torch.Tensor, params: UnlearnParams,
                      progress: ProgressFn | None = None) -> UpdateResult:
         stopwatch = Stopwatch()
-        delta = self.gradient_difference(originals, replacements, targets)
+        delta, norms = self._delta(originals, replacements, targets)
         rhs = delta / self._train_size
         products = 0
 
@@ -215,7 +222,7 @@ class FeatureUnlearner:
         else:
             solve = lissa(operator, rhs, scale=params.scale, max_iterations=params.max_iterations,
                           tolerance=params.tolerance)
-        stats = {"delta_norm": float(delta.norm()), "solver": params.solver,
+        stats = {**norms, "solver": params.solver,
                  "solver_iterations": solve.iterations,
                  "solver_relative_residual": solve.relative_residual,
                  "solver_converged": solve.converged, "hessian_vector_products": products,

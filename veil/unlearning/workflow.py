@@ -156,12 +156,16 @@ def _canary_check(base: Manifest, replaced: Sequence[int], test_images: torch.Te
 
 def verify(store: ObjectStore, base: Manifest, revised: Manifest, parent: torch.nn.Module,
            child: torch.nn.Module, pairs: PairTensors, image_size: int,
-           policy: VerificationPolicy) -> Verification:
-    """Measure the update on its replaced originals against the held-out split (verification)."""
+           policy: VerificationPolicy, stats: dict) -> Verification:
+    """Measure the update on its replaced originals against the held-out split (verification);
+    `stats`: the update's, whose gradient norms (first and second order) explain a failure."""
     test = load_test_split(store, base, image_size)
     check = _canary_check(base, base.revised_positions(revised), *test)
+    share = None
+    if stats.get("replacement_gradient_norm", 0.0) > 0.0:
+        share = stats["original_gradient_norm"] / stats["replacement_gradient_norm"]
     return verify_update(parent, child, pairs.originals, pairs.targets, *test,
-                         min_progress=policy.min_progress, canary=check)
+                         min_progress=policy.min_progress, canary=check, original_gradient_share=share)
 
 
 def load_test_split(store: ObjectStore, manifest: Manifest, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -191,7 +195,8 @@ def unlearn(registry: ModelRegistry, *, model: str, version: str | None, pairs: 
     child.eval()
     data = evaluation_data(store, base, revised, spec.image_size)
     metrics = evaluate(child, data) if data is not None else {}
-    checked = verify(store, base, revised, parent.model, child, pair_tensors, spec.image_size, verification)
+    checked = verify(store, base, revised, parent.model, child, pair_tensors, spec.image_size,
+                     verification, result.stats)
     publish = verification.publishes(checked.verdict)
     session_ids = tuple(sorted({p.session_id for p in pairs if p.session_id}))
     card = registry.save_version(model=model, parent=parent.card.version, state_dict=result.state_dict,

@@ -108,7 +108,8 @@ def setup_paragraph(config: dict, groups: dict[float, list[dict]]) -> str:
     release = ("with the protected attribute flipped" if config.get("epsilon") is None else
                f"with the protected attribute released by randomized response at epsilon "
                f"{config['epsilon']:g}")
-    return (f"A classifier ({config['model']} model, {config['epochs']} epochs) is trained on "
+    return (f"A classifier ({config['model']} model, {config['epochs']} epochs, weight decay "
+            f"{config['weight_decay']:g}) is trained on "
             f"synthetic faces of {config['identities']} subjects, {config['per_identity']} photos each "
             f"(split into train and test photos), at {config['size']}x{config['size']} px, to predict "
             f"the attributes other than {config['protected']} and those implying it. {canaries} training photos carry a {config['canary_size']} px "

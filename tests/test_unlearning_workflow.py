@@ -223,6 +223,17 @@ def test_benchmark_runs_side_by_side():
     assert any(line.startswith("first at 5% (no bar; beside it): ") for line in summary)
 
 
+def test_benchmark_refuses_a_bad_setup_before_it_trains(capsys):
+    from veil_tools.bench.unlearning import BenchConfig, main as bench_main
+
+    with pytest.raises(InvalidArgument, match="at least two shadow models, got 1"):
+        BenchConfig(shadows=1)
+    with pytest.raises(SystemExit) as exit_info:
+        bench_main(["--shadows", "1"])
+    assert exit_info.value.code == 2
+    assert "error: the likelihood-ratio attack needs at least two shadow models, got 1" in capsys.readouterr().err
+
+
 def test_import_rejects_unknown_protected_attribute(dataset_root, tmp_path):
     with pytest.raises(InvalidArgument, match="unknown attribute 'Gender'"):
         import_celeba(LocalStore(tmp_path), dataset_root, "datasets/x", ["Gender"])

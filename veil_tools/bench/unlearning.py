@@ -107,6 +107,8 @@ class BenchConfig:
             raise InvalidArgument(f"fractions must lie in (0, 1), got {self.fractions}")
         if self.tune and self.tuning_seed == self.seed:
             raise InvalidArgument("the tuning seed must differ from the reported seed")
+        if self.shadows < 2:  # checked here, not after the parent has trained
+            raise InvalidArgument(f"the likelihood-ratio attack needs at least two shadow models, got {self.shadows}")
 
 
 @dataclass
@@ -529,11 +531,14 @@ def main(argv: list[str] | None = None) -> int:
                         choices=list(method_table(1)))
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
-    config = BenchConfig(identities=args.identities, size=args.size, model=args.model,
-                         seed=args.seed, tuning_seed=args.tuning_seed, tune=not args.no_tune,
-                         fractions=tuple(args.fractions), epsilon=args.epsilon, epochs=args.epochs,
-                         shadows=args.shadows, canary_size=args.canary_size, weight_decay=args.weight_decay,
-                         methods=tuple(args.methods))
+    try:
+        config = BenchConfig(identities=args.identities, size=args.size, model=args.model,
+                             seed=args.seed, tuning_seed=args.tuning_seed, tune=not args.no_tune,
+                             fractions=tuple(args.fractions), epsilon=args.epsilon, epochs=args.epochs,
+                             shadows=args.shadows, canary_size=args.canary_size,
+                             weight_decay=args.weight_decay, methods=tuple(args.methods))
+    except InvalidArgument as error:
+        parser.error(str(error))
     rows = run(config)
     summary = bar_summary(rows)
     print(f"\nissue 14 bars (reported seed {config.seed}"

@@ -31,7 +31,8 @@ Every first- and second-order row carries the norms of Delta's two halves, the r
 and the originals' summed gradients. The originals' half is all an update learns of what the
 originals put into the parent, and a parent that fits its training set closely (little weight
 decay, many epochs) leaves little of it: at 1500 subjects, 2% (1% replaced) and 5% (5% replaced)
-of the replacements' half at weight decay 5e-4, 8-13% at 5e-3 (1% replaced). Delta is then mostly
+of the replacements' half at weight decay 5e-4, 8-13% at 5e-3 (1% replaced); 45-62% at 300
+subjects and 5e-3, where second order can land on retraining. With a small share Delta is mostly
 "fit the replacements", which keep the canary label, so the update moves every prediction toward
 that label.
 

@@ -36,6 +36,7 @@ size on a CPU takes hours) stopped part-way resumes from the last group decoded.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -55,6 +56,7 @@ from veil.diffusion.leakage import (Interval, PosteriorTable, bayes_ceiling, boo
 from veil.diffusion.mechanisms import keep_probability
 from veil.diffusion.verify import EditVerifier
 from veil.errors import InvalidArgument
+from veil.files import write_bytes_atomically
 from veil.privacy import LEVELS, PrivacySettings
 
 ATTRIBUTE_ONLY = "attribute-only"
@@ -308,10 +310,9 @@ class LeakageAudit:
                 self.log(f"audit: outcomes read from {path}")
                 return Outcomes(stored["kept"], stored["flipped"], stored["kept_offered"], stored["flipped_offered"])
         outcomes = decode_outcomes(self.anonymizer, prepared, privacy, self.cfg.attribute, seeds, self.verifier)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, **asdict(outcomes))
-        tmp.replace(path)
+        buffer = io.BytesIO()
+        np.savez(buffer, **asdict(outcomes))
+        write_bytes_atomically(path, buffer.getvalue())
         return outcomes
 
     def _probes_named(self, probes: CelebA, seeds: list[int], use: str) -> dict[str, Any]:

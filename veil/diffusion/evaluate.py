@@ -26,13 +26,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 from torch.nn import functional as F
 
 from veil.data import CelebA
 from veil.diffusion.anonymize import Anonymizer
 from veil.diffusion.sweep import Release, release_measures, sweep_levels
+from veil.files import write_bytes_atomically
 from veil.privacy import DEFAULT_LEVEL, LEVELS, PrivacySettings, privacy_level
 
 LEVEL0_ATTRIBUTE_TOLERANCE = 0.03
@@ -263,10 +264,7 @@ def evaluators(train: CelebA, cfg: EvalConfig, fingerprint: str, cache_dir: Path
     if path is not None:
         tensors = {f"attacker.{k}": v for k, v in attacker.state_dict().items()}
         tensors.update({f"embedder.{k}": v for k, v in embedder.state_dict().items()})
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-        tmp.replace(path)
+        write_bytes_atomically(path, save({k: v.contiguous() for k, v in tensors.items()}))
     return attacker, embedder
 
 

@@ -140,6 +140,13 @@ def _anonymizer(args: argparse.Namespace, max_batch: int = 32, decode_tries: int
                       decode_tries=decode_tries)
 
 
+def _decode_tries(value: int, flag: str) -> int:
+    """`value` when it is 0 (unverified) or a valid number of tries, else InvalidArgument naming `flag`."""
+    from veil.diffusion.verify import require_tries
+
+    return require_tries(value, flag) if value else 0
+
+
 def _parse_eps(text: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for item in filter(None, text.split(",")):
@@ -158,7 +165,6 @@ PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 def _anonymize(args: argparse.Namespace) -> int:
     from veil.diffusion.photos import compose_candidates
-    from veil.diffusion.verify import require_tries
     from veil.privacy import DEFAULT_LEVEL, PrivacySettings
     from veil.faces.photo import decode_photo
     from veil.files import write_bytes_atomically
@@ -171,9 +177,8 @@ def _anonymize(args: argparse.Namespace) -> int:
         inputs = [args.input]
     else:
         raise InvalidArgument(f"{args.input}: no such file or folder")
-    if args.decode_tries:
-        require_tries(args.decode_tries, "--decode-tries")
-    anonymizer = _anonymizer(args, max_batch=args.batch_size, decode_tries=args.decode_tries)
+    anonymizer = _anonymizer(args, max_batch=args.batch_size,
+                             decode_tries=_decode_tries(args.decode_tries, "--decode-tries"))
     names = anonymizer.model.attribute_names
     protect = [a.strip() for a in args.protect.split(",") if a.strip()]
     if args.eps is not None:
@@ -265,7 +270,6 @@ def _eval(args: argparse.Namespace) -> int:
     from veil.data import load_celeba
     from veil.diffusion.audit import AuditConfig, audit_model
     from veil.diffusion.evaluate import EvalConfig, evaluate
-    from veil.diffusion.verify import require_tries
     from veil.diffusion.train import TrainConfig, ensure_dataset, ensure_unseen_faces
     from veil.files import write_bytes_atomically
     from veil.machine import machine
@@ -289,8 +293,7 @@ def _eval(args: argparse.Namespace) -> int:
                             levels=comma_separated(args.audit_levels, int, "--audit-levels"),
                             releases=_releases(args.audit_releases),
                             test_seeds=tuple(range(2, 2 + args.test_draws)),
-                            decode_tries=require_tries(args.audit_decode_tries, "--audit-decode-tries")
-                            if args.audit_decode_tries else 0)
+                            decode_tries=_decode_tries(args.audit_decode_tries, "--audit-decode-tries"))
     if args.test_draws < 1:
         raise InvalidArgument(f"--test-draws must be >= 1, got {args.test_draws}")
     if args.audit_data is not None:

@@ -216,9 +216,18 @@ def test_benchmark_runs_side_by_side():
     for row in rows[2:4]:  # first and second order say how much of Delta the originals carry
         assert row["replacement_gradient_norm"] > 0 and row["original_gradient_norm"] > 0
     assert all(math.isfinite(r["speedup"]) and r["speedup"] > 0 for r in rows if r["method"] != "none")
+    reference = rows[0]
+    for row in rows[1:4]:  # every gap to retraining that a bar tests has an interval around it
+        for key, gap in (("canary_gap_interval", row["canary_success"] - reference["canary_success"]),
+                         ("mia_auc_gap_interval", row["mia_auc"] - reference["mia_auc"])):
+            low, high = row[key]
+            assert low <= gap + 1e-9 and gap - 1e-9 <= high, (row["method"], key, row[key], gap)
+    assert "canary_gap_interval" not in reference
     assert "second-cg" in format_table(rows)
     summary = bar_summary(rows)
     assert summary[0].startswith("setup at 5%: parent - retrain = ")
+    low, high = rows[1]["canary_gap_interval"]
+    assert f"canary success (95% {100 * low:+.1f}..{100 * high:+.1f}; bar 30)" in summary[0]
     assert any(line.startswith("second-cg at 10%: ") for line in summary)
     assert any(line.startswith("first at 5% (no bar; beside it): ") for line in summary)
 

@@ -8,5 +8,5 @@ the CLI's argument parser do not load torch):
 - manifest.Manifest, manifest.ReplacementPair, manifest.PinnedObject, manifest.read_pairs_csv;
 - params.UnlearnParams; methods.update_model (the four methods on tensors);
 - unlearner.FeatureUnlearner (first/second order), solvers (conjugate_gradient, lissa);
-- evaluation.evaluate and its metrics.
+- evaluation.evaluate and its metrics; intervals.paired_bootstrap (a gap's interval).
 """

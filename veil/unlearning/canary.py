@@ -76,15 +76,26 @@ def eligible(canary: Canary, column: int, test_images: torch.Tensor,
     return chosen
 
 
+def _label_hits(model: nn.Module, canary: Canary, column: int, images: torch.Tensor) -> np.ndarray:
+    """Per image of `images`, whether the model predicts the canary's label."""
+    logits = batched(model, images)[:, column]
+    return ((logits > 0) == bool(canary.label)).numpy()
+
+
 def _label_rate(model: nn.Module, canary: Canary, column: int, images: torch.Tensor) -> float:
     """Fraction of `images` the model predicts as the canary's label."""
-    logits = batched(model, images)[:, column]
-    return float(((logits > 0) == bool(canary.label)).float().mean())
+    return float(_label_hits(model, canary, column, images).mean())
+
+
+def canary_hits(model: nn.Module, canary: Canary, column: int, images: torch.Tensor) -> np.ndarray:
+    """Per image of `images` (from `eligible`), whether it is predicted as the canary's label once
+    stamped: the outcomes `canary_success` averages."""
+    return _label_hits(model, canary, column, stamp_tensor(images, canary_pattern(canary)))
 
 
 def canary_success(model: nn.Module, canary: Canary, column: int, images: torch.Tensor) -> float:
     """Fraction of `images` (from `eligible`) predicted as the canary's label once stamped."""
-    return _label_rate(model, canary, column, stamp_tensor(images, canary_pattern(canary)))
+    return float(canary_hits(model, canary, column, images).mean())
 
 
 def canary_effect(model: nn.Module, canary: Canary, column: int, images: torch.Tensor) -> float:

@@ -129,12 +129,17 @@ def auc(members: np.ndarray, others: np.ndarray) -> float:
     return float((ranks[:m].sum() - m * (m + 1) / 2) / (m * n))
 
 
-def membership_auc(model: nn.Module, data: EvaluationData) -> float:
+def membership_scores(model: nn.Module, data: EvaluationData) -> tuple[np.ndarray, np.ndarray]:
+    """The loss attack's score (-loss) of each original and of each test image."""
     def scores(images: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
         return (-per_sample_loss(batched(model, images), targets)).numpy()
 
-    return auc(scores(data.original_images, data.original_targets),
-               scores(data.test_images, data.test_targets))
+    return (scores(data.original_images, data.original_targets),
+            scores(data.test_images, data.test_targets))
+
+
+def membership_auc(model: nn.Module, data: EvaluationData) -> float:
+    return auc(*membership_scores(model, data))
 
 
 def confidence(model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> np.ndarray:

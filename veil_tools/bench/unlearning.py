@@ -27,6 +27,12 @@ at least 30 points of canary success and 0.1 of MIA AUC above retraining, else t
 setup does not discriminate; second order must land within 5 points of retraining's canary success
 and 0.03 of its MIA AUC at every fraction, at least 20x faster (CPU time).
 
+Beside each gap to retraining that the bars test (canary success, MIA AUC; the parent's margins
+too), the summary gives its 95% paired-bootstrap interval over the scored examples
+(veil.unlearning.intervals). It shows how much of a gap is the sampling of the held-out images and
+the originals (15 of them at 1% of 1500); the seed's data, training and update draws are not
+resampled, so the spread across seeds is wider still.
+
 Every first- and second-order row carries the norms of Delta's two halves, the replacements'
 and the originals' summed gradients. The originals' half is all an update learns of what the
 originals put into the parent, and a parent that fits its training set closely (little weight
@@ -353,8 +359,41 @@ def measure(scenario: Scenario, revision: Revision, model) -> dict:
             **canary_metrics(model, scenario.canary, scenario.canary_column, scenario.canary_images)}
 
 
-def apply(scenario: Scenario, revision: Revision, method: str, fields: dict) -> dict:
-    """One update of the parent, measured; an aborted update is a row with its error."""
+@dataclass(frozen=True)
+class Outcomes:
+    """A model's per-example outcomes behind the bars' two measures: canary hits on the held-out
+    images, the loss attack's scores of the originals and of the test split."""
+
+    canary_hits: np.ndarray
+    member_scores: np.ndarray
+    other_scores: np.ndarray
+
+
+def outcomes(scenario: Scenario, revision: Revision, model) -> Outcomes:
+    from veil.unlearning.canary import canary_hits
+    from veil.unlearning.evaluation import membership_scores
+
+    return Outcomes(canary_hits(model, scenario.canary, scenario.canary_column, scenario.canary_images),
+                    *membership_scores(model, revision.evaluation))
+
+
+def gap_intervals(ours: Outcomes, reference: Outcomes, seed: int) -> dict:
+    """95% paired-bootstrap intervals of the bars' two gaps to retraining (veil.unlearning.intervals:
+    the examples are resampled, the seed's training draws are not)."""
+    from veil.unlearning.evaluation import auc
+    from veil.unlearning.intervals import paired_bootstrap
+
+    return {"canary_gap_interval": paired_bootstrap(np.mean, [ours.canary_hits], [reference.canary_hits],
+                                                    seed=seed),
+            "mia_auc_gap_interval": paired_bootstrap(auc, [ours.member_scores, ours.other_scores],
+                                                     [reference.member_scores, reference.other_scores],
+                                                     seed=seed)}
+
+
+def apply(scenario: Scenario, revision: Revision, method: str, fields: dict,
+          reference: Outcomes | None = None) -> dict:
+    """One update of the parent, measured (with its gaps' intervals when retraining's `reference`
+    outcomes are given); an aborted update is a row with its error."""
     from veil.unlearning.classifier import build_classifier
     from veil.unlearning.methods import update_model
     from veil.unlearning.params import UnlearnParams
@@ -367,7 +406,10 @@ def apply(scenario: Scenario, revision: Revision, method: str, fields: dict) -> 
         return {"error": str(exc)}
     model = build_classifier(scenario.spec)
     model.load_state_dict(result.state_dict)
-    return {**_times(result), **measure(scenario, revision, model.eval()),
+    model.eval()
+    intervals = {} if reference is None else gap_intervals(outcomes(scenario, revision, model), reference,
+                                                           scenario.seed)
+    return {**_times(result), **measure(scenario, revision, model), **intervals,
             **{k: v for k, v in result.stats.items()
                if k.startswith("solver") or k.endswith("gradient_norm")},
             "speedup": revision.retrained.cpu_time_seconds / max(result.cpu_time_seconds, 1e-9),
@@ -428,13 +470,16 @@ def run(config: BenchConfig = BenchConfig(), log: Callable[[str], None] = print)
         revision = revise(config, scenario, fraction)
         base = {"fraction": fraction, "pairs": len(revision.rows), "changed": revision.changed,
                 "seed": config.seed}
+        reference = outcomes(scenario, revision, revision.reference)
         rows_out.append({**base, "method": "retrain", **_times(revision.retrained), "speedup": 1.0,
                          "wall_speedup": 1.0, **measure(scenario, revision, revision.reference)})
-        rows_out.append({**base, "method": "none", **measure(scenario, revision, scenario.parent)})
+        rows_out.append({**base, "method": "none", **measure(scenario, revision, scenario.parent),
+                         **gap_intervals(outcomes(scenario, revision, scenario.parent), reference,
+                                         config.seed)})
         for label in config.methods:
             method, fields = table[label]
             row = {**base, "method": label, "params": fields,
-                   **apply(scenario, revision, method, fields)}
+                   **apply(scenario, revision, method, fields, reference)}
             if "error" in row:
                 log(f"  {label}: failed: {row['error']}")
             rows_out.append(row)
@@ -468,6 +513,14 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _interval(row: dict, key: str, scale: float, fmt: str) -> str:
+    """A gap's bootstrap interval as the bar summary shows it, or nothing for a run without one."""
+    if key not in row:
+        return ""
+    low, high = (fmt.format(scale * end) for end in row[key])
+    return f"95% {low}..{high}; "
+
+
 def bar_summary(rows: list[dict]) -> list[str]:
     """Issue 14's bars: is the setup discriminating (parent vs retrain), and does each second-order
     setting land on retraining, fast enough; first order's and fine-tuning's figures beside."""
@@ -483,8 +536,10 @@ def bar_summary(rows: list[dict]) -> list[str]:
         discriminating_at[fraction] = discriminating
         lines.append(
             f"setup at {fraction:.0%}: parent - retrain = {100 * canary_margin:+.1f} pt canary success "
-            f"(bar {100 * BARS['parent_canary_margin']:.0f}), {mia_margin:+.3f} MIA AUC "
-            f"(bar {BARS['parent_mia_margin']}), {parent['lira_auc'] - reference['lira_auc']:+.3f} "
+            f"({_interval(parent, 'canary_gap_interval', 100, '{:+.1f}')}bar "
+            f"{100 * BARS['parent_canary_margin']:.0f}), {mia_margin:+.3f} MIA AUC "
+            f"({_interval(parent, 'mia_auc_gap_interval', 1, '{:+.3f}')}bar {BARS['parent_mia_margin']}), "
+            f"{parent['lira_auc'] - reference['lira_auc']:+.3f} "
             f"LiRA AUC: " + ("discriminating" if discriminating else
                              "NOT DISCRIMINATING: the parent does not carry the originals measurably, "
                              "so no update can be told from none"))
@@ -498,9 +553,10 @@ def bar_summary(rows: list[dict]) -> list[str]:
         reference = references[row["fraction"]]
         canary_gap = row["canary_success"] - reference["canary_success"]
         mia_gap = row["mia_auc"] - reference["mia_auc"]
-        checks = [(f"canary {100 * canary_gap:+.1f} pt (|.| <= {100 * BARS['canary_gap']:.0f})",
-                   abs(canary_gap) <= BARS["canary_gap"]),
-                  (f"MIA AUC {mia_gap:+.3f} (|.| <= {BARS['mia_auc_gap']})", abs(mia_gap) <= BARS["mia_auc_gap"]),
+        checks = [(f"canary {100 * canary_gap:+.1f} pt ({_interval(row, 'canary_gap_interval', 100, '{:+.1f}')}"
+                   f"|.| <= {100 * BARS['canary_gap']:.0f})", abs(canary_gap) <= BARS["canary_gap"]),
+                  (f"MIA AUC {mia_gap:+.3f} ({_interval(row, 'mia_auc_gap_interval', 1, '{:+.3f}')}"
+                   f"|.| <= {BARS['mia_auc_gap']})", abs(mia_gap) <= BARS["mia_auc_gap"]),
                   (f"{row['speedup']:.1f}x faster in CPU time (>= {BARS['second_order_speedup']:g}x)",
                    row["speedup"] >= BARS["second_order_speedup"])]
         text = "; ".join(f"{t} {'ok' if ok else 'MISSED'}" for t, ok in checks)

@@ -40,7 +40,7 @@ bench: $(STAMP)
 
 # Ends with reports/privacy-utility.md; its inputs are committed beside it: the eval's JSON with its
 # example grid (reports/eval.json; `veil eval` sweeps every level), the owner's and the unlearning
-# bench's (reports/owner.json; reports/unlearning.json: 1% and 5% of 1500 subjects, ~10 CPU minutes).
+# bench's (reports/owner.json; reports/unlearning.json: 1% and 5% of 1500 subjects, ~4 minutes).
 # The eval's exit status 1 (a bar missed) goes on to the report, which lists the misses; a crash leaves
 # no eval.json (removed first, written last), so the report cannot show an older run's numbers.
 # Sized for the 2-core CPU (about 40 minutes once the evaluators are cached); on a GPU node use

@@ -83,7 +83,7 @@ MODELS = {"small": ((16, 32, 64), 64), "large": ((32, 64, 128, 256), 512)}
 @dataclass(frozen=True)
 class BenchConfig:
     # One photo per subject is trained on, one held out: a small set, trained on long, memorises.
-    # Issue 14's settings, 1% and 5% replaced; 1% of 1500 is 15 canaries (about 10 minutes on
+    # Issue 14's settings, 1% and 5% replaced; 1% of 1500 is 15 canaries (about 4 minutes on
     # the 2-core CPU; 300 subjects with 0.05 0.1 is the smallest setup that discriminates).
     identities: int = 1500
     per_identity: int = 2

@@ -40,7 +40,7 @@ bench: $(STAMP)
 
 # Ends with reports/privacy-utility.md; its inputs are committed beside it: the eval's JSON with its
 # example grid (reports/eval.json; `veil eval` sweeps every level), the owner's and the unlearning
-# bench's (reports/owner.json; reports/unlearning.json: 1% and 5% of 1500 subjects, ~4 minutes).
+# bench's (reports/owner.json; reports/unlearning.json: 1% and 5% of 1500 subjects on 3 seeds, ~10 minutes).
 # The eval's exit status 1 (a bar missed) goes on to the report, which lists the misses; a crash leaves
 # no eval.json (removed first, written last), so the report cannot show an older run's numbers.
 # Sized for the 2-core CPU (about 40 minutes once the evaluators are cached); on a GPU node use
@@ -53,7 +53,7 @@ eval: $(STAMP)
 		--examples reports/figures/levels-examples.png $(EVAL_SIZE) --audit-decode-tries 3 --write-card \
 		|| test $$? -eq 1
 	$(PY) -m veil_tools.owner --out reports/owner.json --cache out/owner-cache
-	$(PY) -m veil_tools.bench.unlearning --json reports/unlearning.json
+	$(PY) -m veil_tools.bench.unlearning --seeds 1 2 3 --json reports/unlearning.json
 	$(PY) -m veil_tools.report --owner reports/owner.json --privacy reports/eval.json --unlearning reports/unlearning.json --out reports
 
 # `make train`: the shipped synthetic-face model's recipe. `make train DATA=path/to/celeba SIZE=64`:

@@ -90,3 +90,13 @@ def test_unknown_sections_and_a_foreign_file_are_refused(tmp_path: Path,
     foreign.write_text(json.dumps({"figures": {}}))
     assert main(["--compare", str(foreign), "--against", str(foreign)]) == 2
     assert "is not a veil-bench/1 benchmark record" in capsys.readouterr().err
+
+
+def test_the_unlearning_section_runs_at_the_default_seed(tmp_path: Path) -> None:
+    # The default --seed is the unlearning study's tuning seed; the section runs untuned, so the
+    # two must not clash (they once did, and `make bench` ended in an error).
+    assert main(["unlearning", "--quick", "--out", str(tmp_path), "--name", "u"]) == 0
+    figures = read_record(tmp_path / "u.json")["figures"]
+    for pct in (1, 5):
+        assert figures[f"unlearning.{pct}pct.retrain.cpu_s"]["median"] > 0
+        assert figures[f"unlearning.{pct}pct.second-cg.speedup"]["median"] > 0

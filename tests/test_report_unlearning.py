@@ -18,11 +18,12 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def bench_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The benchmark's own JSON output: 40 subjects, 10% replaced (4 photos, all canaries)."""
+    """The benchmark's own JSON output: 40 subjects, 10% replaced (4 photos, all canaries), on
+    two reported seeds."""
     path = tmp_path_factory.mktemp("bench") / "unlearning.json"
     assert bench_main(["--identities", "40", "--size", "16", "--epochs", "5", "--shadows", "2",
                        "--no-tune", "--fractions", "0.1", "--methods", "first", "second-cg",
-                       "--json", str(path)]) == 0
+                       "--seeds", "1", "2", "--json", str(path)]) == 0
     return path
 
 
@@ -41,19 +42,30 @@ def expected_line(row: dict, reference: dict, name: str) -> str:
 
 def test_section_shows_the_bench_numbers_and_is_reproducible(bench_json: Path, tmp_path: Path) -> None:
     data = json.loads(bench_json.read_text())
-    rows = data["rows"]
-    assert [r["method"] for r in rows] == ["retrain", "none", "first", "second-cg"]
+    all_rows = data["rows"]
+    assert [(r["seed"], r["method"]) for r in all_rows] == [
+        (seed, method) for seed in (1, 2) for method in ("retrain", "none", "first", "second-cg")]
+    rows = all_rows[:4]
     report = build({"unlearning": bench_json}, tmp_path / "a")
     text = report.read_text()
     assert "40 subjects, 2 photos each" in text and "at 16x16 px" in text
     assert "(small model, 5 epochs, weight decay 0.0005)" in text
     assert "4 training photos carry a 4 px canary patch labelled Eyeglasses = 1" in text
-    assert "The numbers are from seed 1, with the untuned settings" in text
+    assert "The numbers are from seeds 1 and 2, with the untuned settings" in text
     assert f"### 10% replaced (4 photos, {rows[0]['changed']} with the protected value changed)" in text
     retrain = rows[0]
     names = ["retrain (reference)", "parent (no update)", "first", "second-cg"]
-    for row, name in zip(rows, names):
+    for row, name in zip(rows, names):  # the tables are the first seed's
         assert expected_line(row, retrain, name) in text.splitlines()
+    assert "### Across seeds 1 and 2" in text
+    for k, name in ((1, "parent (no update)"), (3, "second-cg")):
+        gaps = [f"{100 * (seed_rows[k]['canary_success'] - seed_rows[0]['canary_success']):+.1f} pt / "
+                f"{seed_rows[k]['mia_auc'] - seed_rows[0]['mia_auc']:+.3f}"
+                for seed_rows in (all_rows[:4], all_rows[4:])]
+        assert f"| 10% | {name} | {gaps[0]} | {gaps[1]} |" in text.splitlines()
+    assert data["summary"][0].startswith("seed 1: setup at 10%: ")
+    assert data["summary"][-2].startswith("first at 10% over seeds 1, 2: canary ")
+    assert data["summary"][-1].endswith(" of 2")
     for line in data["summary"]:
         assert f"- {line}" in text.splitlines()
     assert "differ from the verdicts the bench printed" not in text
@@ -76,7 +88,9 @@ def test_failed_method_shows_its_error(bench_json: Path, tmp_path: Path) -> None
     source.write_text(json.dumps(data))
     text = build({"unlearning": source}, tmp_path / "out").read_text()
     assert "| second-cg | failed: CG did not converge \\| residual 3.2 | | | | | | | | |" in text.splitlines()
-    assert "- second-cg at 10%: MISS (failed: CG did not converge | residual 3.2)" in text.splitlines()
+    assert "- seed 1: second-cg at 10%: MISS (failed: CG did not converge | residual 3.2)" in text.splitlines()
+    assert "| 10% | second-cg | failed: CG did not converge \\| residual 3.2 | " in text
+    assert "- second-cg at 10% over seeds 1, 2: canary " in text  # seed 2's update still counts
     # The recorded verdicts came from the working update, so the section says they differ.
     assert "These differ from the verdicts the bench printed when it measured" in text
     assert (tmp_path / "out" / "figures" / FIGURE).read_bytes().startswith(PNG_SIGNATURE)

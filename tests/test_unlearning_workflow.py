@@ -237,6 +237,12 @@ def test_benchmark_refuses_a_bad_setup_before_it_trains(capsys):
 
     with pytest.raises(InvalidArgument, match="at least two shadow models, got 1"):
         BenchConfig(shadows=1)
+    with pytest.raises(InvalidArgument, match="the tuning seed must differ from the reported seeds"):
+        BenchConfig(seeds=(1, 0))
+    for seeds in ((), (2, 2)):
+        with pytest.raises(InvalidArgument, match="one or more distinct reported seeds"):
+            BenchConfig(seeds=seeds)
+    assert BenchConfig(seeds=(0,), tune=False).seeds == (0,)  # untuned: no tuning seed to clash with
     with pytest.raises(SystemExit) as exit_info:
         bench_main(["--shadows", "1"])
     assert exit_info.value.code == 2

@@ -53,6 +53,10 @@ def table_row(row: dict, reference: dict) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def seeds_text(seeds: list[int]) -> str:
+    return str(seeds[0]) if len(seeds) == 1 else f"{', '.join(map(str, seeds[:-1]))} and {seeds[-1]}"
+
+
 def by_fraction(rows: list[dict]) -> dict[float, list[dict]]:
     """Rows grouped per replaced fraction, fractions ascending, the bench's method order kept."""
     groups: dict[float, list[dict]] = {}
@@ -102,9 +106,14 @@ def plot(groups: dict[float, list[dict]], path: Path) -> None:
 def setup_paragraph(config: dict, groups: dict[float, list[dict]]) -> str:
     # The canaries are the smallest fraction's originals (the bench stamps exactly those).
     canaries = next(iter(groups.values()))[0]["pairs"]
-    seeds = (f"Hyperparameters were tuned on seed {config['tuning_seed']} and the numbers are from "
-             f"seed {config['seed']}, a different draw" if config["tune"] else
-             f"The numbers are from seed {config['seed']}, with the untuned settings")
+    seeds = config["seeds"]
+    drawn = (f"seed {seeds[0]}, a different draw" if len(seeds) == 1 else
+             f"seeds {seeds_text(seeds)}, other draws, each with its own data, canaries and parent; "
+             f"the tables and the figure are seed {seeds[0]}'s")
+    seeds = (f"Hyperparameters were tuned on seed {config['tuning_seed']} and the numbers are from {drawn}"
+             if config["tune"] else
+             f"The numbers are from seed{'s' if len(seeds) > 1 else ''} {seeds_text(seeds)}, with the "
+             f"untuned settings")
     release = ("with the protected attribute flipped" if config.get("epsilon") is None else
                f"with the protected attribute released by randomized response at epsilon "
                f"{config['epsilon']:g}")
@@ -124,9 +133,28 @@ def setup_paragraph(config: dict, groups: dict[float, list[dict]]) -> str:
             f"raises success but not the effect.")
 
 
+def spread_table(rows: list[dict], seeds: list[int]) -> list[str]:
+    """Per fraction and method, each seed's gaps to retraining (canary points / MIA AUC)."""
+    cells: dict[tuple[float, str], dict[int, str]] = {}
+    references = {(r["seed"], r["fraction"]): r for r in rows if r["method"] == "retrain"}
+    for row in rows:
+        if row["method"] == "retrain":
+            continue
+        reference = references[row["seed"], row["fraction"]]
+        cells.setdefault((row["fraction"], row["method"]), {})[row["seed"]] = (
+            f"failed: {cell(row['error'])}" if "error" in row else
+            f"{100 * (row['canary_success'] - reference['canary_success']):+.1f} pt / "
+            f"{row['mia_auc'] - reference['mia_auc']:+.3f}")
+    return (["| replaced | method | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+             "|---|---|" + "---|" * len(seeds)]
+            + [f"| {fraction:.0%} | {method_name(method)} | " + " | ".join(by_seed.get(s, MISSING) for s in seeds)
+               + " |" for (fraction, method), by_seed in sorted(cells.items(), key=lambda item: item[0][0])])
+
+
 def render(data: dict, figures: Path) -> str:
     """The section's markdown; its figure is written under `figures`."""
-    groups = by_fraction(data["rows"])
+    seeds = data["config"]["seeds"]
+    groups = by_fraction([r for r in data["rows"] if r["seed"] == seeds[0]])
     plot(groups, figures / FIGURE)
     lines = ["## Feature unlearning against retraining", "", setup_paragraph(data["config"], groups), "",
              f"![canary success and membership AUC per method, retraining dashed](figures/{FIGURE})", ""]
@@ -140,6 +168,10 @@ def render(data: dict, figures: Path) -> str:
                   "|---|---|---|---|---|---|---|---|---|---|"]
         lines += [table_row(row, reference) for row in rows]
         lines.append("")
+    if len(seeds) > 1:
+        lines += [f"### Across seeds {seeds_text(seeds)}", "",
+                  "Each update's (and the parent's) gap to retraining on each reported seed: canary "
+                  "success in points / MIA AUC.", ""] + spread_table(data["rows"], seeds) + [""]
     lines += ["### Bars (issue 14)", ""]
     verdicts = bar_summary(data["rows"])
     lines += [f"- {line}" for line in verdicts]

@@ -89,7 +89,7 @@ def test_failed_method_shows_its_error(bench_json: Path, tmp_path: Path) -> None
     text = build({"unlearning": source}, tmp_path / "out").read_text()
     assert "| second-cg | failed: CG did not converge \\| residual 3.2 | | | | | | | | |" in text.splitlines()
     assert "- seed 1: second-cg at 10%: MISS (failed: CG did not converge | residual 3.2)" in text.splitlines()
-    assert "| 10% | second-cg | failed: CG did not converge \\| residual 3.2 | " in text
+    assert "| 10% | second-cg | failed | " in text
     assert "- second-cg at 10% over seeds 1, 2: canary " in text  # seed 2's update still counts
     # The recorded verdicts came from the working update, so the section says they differ.
     assert "These differ from the verdicts the bench printed when it measured" in text

@@ -27,7 +27,7 @@ unchanged. Bars (issue 14), on every reported seed: the parent must be at least 
 canary success and 0.1 of MIA AUC above retraining, else the run says the setup does not
 discriminate; second order must land within 5 points of retraining's canary success and 0.03 of
 its MIA AUC at every fraction, at least 20x faster (CPU time). With several seeds, the summary
-ends with each method's gaps across them and on how many it landed.
+ends with each method's gaps across them and on how many seeds it passed.
 
 Beside each gap to retraining that the bars test (canary success, MIA AUC; the parent's margins
 too), the summary gives its 95% paired-bootstrap interval over the scored examples

@@ -106,14 +106,14 @@ def plot(groups: dict[float, list[dict]], path: Path) -> None:
 def setup_paragraph(config: dict, groups: dict[float, list[dict]]) -> str:
     # The canaries are the smallest fraction's originals (the bench stamps exactly those).
     canaries = next(iter(groups.values()))[0]["pairs"]
-    seeds = config["seeds"]
-    drawn = (f"seed {seeds[0]}, a different draw" if len(seeds) == 1 else
-             f"seeds {seeds_text(seeds)}, other draws, each with its own data, canaries and parent; "
-             f"the tables and the figure are seed {seeds[0]}'s")
+    reported = config["seeds"]
+    drawn = (f"seed {reported[0]}, a different draw" if len(reported) == 1 else
+             f"seeds {seeds_text(reported)}, other draws, each with its own data, canaries and parent; "
+             f"the tables and the figure are seed {reported[0]}'s")
     seeds = (f"Hyperparameters were tuned on seed {config['tuning_seed']} and the numbers are from {drawn}"
              if config["tune"] else
-             f"The numbers are from seed{'s' if len(seeds) > 1 else ''} {seeds_text(seeds)}, with the "
-             f"untuned settings")
+             f"The numbers are from seed{'s' if len(reported) > 1 else ''} {seeds_text(reported)}, with "
+             f"the untuned settings")
     release = ("with the protected attribute flipped" if config.get("epsilon") is None else
                f"with the protected attribute released by randomized response at epsilon "
                f"{config['epsilon']:g}")

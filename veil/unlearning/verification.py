@@ -38,7 +38,9 @@ POLICIES = {"record": (VERIFIED, FAILED, INCONCLUSIVE), "enforce": (VERIFIED, IN
 # The parent separates the originals when its gap exceeds this many standard errors.
 SEPARATION_STANDARD_ERRORS = 2.0
 # Below this share of the replacements' gradient, the originals' is named in a failure's reason
-# (the unlearning bench measured 2-5% where no update landed on retraining, 45-62% where one did).
+# (the unlearning bench, seeds 1-3: 2-10% at 1500 subjects, where no update landed on retraining;
+# 46-83% at 300 subjects and weight decay 5e-3 where second order landed, but 26-28% on the seed
+# whose parent carried the canary, where it missed too: a larger share is no guarantee).
 SMALL_ORIGINAL_GRADIENT_SHARE = 0.1
 
 

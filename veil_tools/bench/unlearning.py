@@ -38,9 +38,11 @@ resampled, so the spread across seeds is wider still.
 Every first- and second-order row carries the norms of Delta's two halves, the replacements'
 and the originals' summed gradients. The originals' half is all an update learns of what the
 originals put into the parent, and a parent that fits its training set closely (little weight
-decay, many epochs) leaves little of it: at 1500 subjects, 2% (1% replaced) and 5% (5% replaced)
-of the replacements' half at weight decay 5e-4, 8-13% at 5e-3 (1% replaced); 45-62% at 300
-subjects and 5e-3, where second order can land on retraining. With a small share Delta is mostly
+decay, many epochs) leaves little of it: at 1500 subjects and weight decay 5e-4, 2-3% (1%
+replaced) and 5-10% (5% replaced) of the replacements' half over seeds 1-3; 8-13% at 5e-3 (1%
+replaced, seed 1); at 300 subjects and 5e-3, 46-83% on the seeds where second order lands on
+retraining (their parents barely carry the canary) and 26-28% on the one seed whose parent
+carries it, where second order misses by 46-51 points. With a small share Delta is mostly
 "fit the replacements", which keep the canary label, so the update moves every prediction toward
 that label.
 
